@@ -1,0 +1,85 @@
+# Firebase Media Classifier: every entry point a person or CI needs.
+#   make demo   - set everything up, run the local stack, classify the samples, print results
+#   make test   - set everything up and run all tests (unit, model_build smoke, emulator end-to-end)
+#   make serve  - the local stack, left running for your own clients
+#   make bench  - speed / size / memory tables (bench/results/)
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PY312 := $(shell tools/find-python 3.12)
+PY311 := $(shell tools/find-python 3.11)
+FUNCTIONS_VENV := functions/venv
+DEV_VENV := .venv
+MB_VENV := model_build/.venv
+EMU_DIR := tools/emulators
+PYTEST_ARGS ?=
+
+.PHONY: help setup venv dev-venv emulators model-build-venv fashion-data demo serve test test-unit test-e2e test-model-build lint bench clean
+
+help:
+	@sed -n '2,6p' Makefile
+
+# --- environments -----------------------------------------------------------
+# Stamps make re-runs cheap: an environment is rebuilt only when its requirements change.
+$(FUNCTIONS_VENV)/.stamp: functions/requirements.txt
+	@test -n "$(PY312)" || { echo "Python 3.12 is required"; exit 1; }
+	$(PY312) -m venv $(FUNCTIONS_VENV)
+	$(FUNCTIONS_VENV)/bin/pip install -q --upgrade pip
+	$(FUNCTIONS_VENV)/bin/pip install -q -r functions/requirements.txt
+	touch $@
+
+$(DEV_VENV)/.stamp: requirements-dev.txt functions/requirements.txt
+	@test -n "$(PY312)" || { echo "Python 3.12 is required"; exit 1; }
+	$(PY312) -m venv $(DEV_VENV)
+	$(DEV_VENV)/bin/pip install -q --upgrade pip
+	$(DEV_VENV)/bin/pip install -q -r requirements-dev.txt
+	touch $@
+
+$(EMU_DIR)/node_modules/.stamp: $(EMU_DIR)/package.json $(EMU_DIR)/package-lock.json
+	cd $(EMU_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(MB_VENV)/.stamp: model_build/requirements.txt
+	@test -n "$(PY311)" || { echo "Python 3.11 is required for model_build (torch wheels)"; exit 1; }
+	$(PY311) -m venv $(MB_VENV)
+	$(MB_VENV)/bin/pip install -q --upgrade pip
+	$(MB_VENV)/bin/pip install -q -r model_build/requirements.txt
+	touch $@
+
+venv: $(FUNCTIONS_VENV)/.stamp
+dev-venv: $(DEV_VENV)/.stamp
+emulators: $(EMU_DIR)/node_modules/.stamp
+model-build-venv: $(MB_VENV)/.stamp
+setup: venv dev-venv emulators
+
+# --- main jobs ----------------------------------------------------------------
+demo: setup
+	$(DEV_VENV)/bin/python tools/demo.py
+
+serve: setup
+	$(DEV_VENV)/bin/python tools/serve.py
+
+# --- tests --------------------------------------------------------------------
+test: setup model-build-venv
+	$(MAKE) --no-print-directory lint
+	$(DEV_VENV)/bin/python -m pytest tests/functions tests/e2e tests/tools $(PYTEST_ARGS)
+	$(MB_VENV)/bin/python -m pytest tests/model_build $(PYTEST_ARGS)
+
+test-unit: dev-venv
+	$(DEV_VENV)/bin/python -m pytest tests/functions -m "not e2e" $(PYTEST_ARGS)
+
+test-e2e: setup
+	$(DEV_VENV)/bin/python -m pytest tests/e2e $(PYTEST_ARGS)
+
+test-model-build: model-build-venv
+	$(MB_VENV)/bin/python -m pytest tests/model_build $(PYTEST_ARGS)
+
+lint: dev-venv
+	$(DEV_VENV)/bin/ruff check functions model_build tools tests bench
+	$(DEV_VENV)/bin/ruff format --check functions model_build tools tests bench
+
+bench: setup model-build-venv
+	$(MB_VENV)/bin/python bench/run.py
+
+clean:
+	rm -rf $(FUNCTIONS_VENV) $(DEV_VENV) $(MB_VENV) $(EMU_DIR)/node_modules .pytest_cache

@@ -1,0 +1,79 @@
+"""Deployment configuration, declared as ``firebase_functions.params``.
+
+Why params: the Firebase CLI asks for (or reads from ``functions/.env.<project>``) each
+value at deploy time and the emulator reads the same files, so one declaration serves
+local runs and production. :func:`limits` and :func:`routes` turn the raw values into the
+plain objects the pure modules take, so those modules never import the SDK.
+"""
+
+from __future__ import annotations
+
+from firebase_functions import params
+
+from .pipeline import Limits
+
+WATCH_PREFIX = params.StringParam(
+    "WATCH_PREFIX",
+    default="uploads/",
+    description="Only objects under this prefix are classified; owner = next path segment.",
+)
+RESULTS_COLLECTION = params.StringParam(
+    "RESULTS_COLLECTION",
+    default="mediaResults",
+    description="Firestore collection of result documents (id = encodeURIComponent(path)).",
+)
+TOP_K = params.IntParam("TOP_K", default=5, description="Labels kept per result.")
+DEFAULT_MODEL = params.StringParam(
+    "DEFAULT_MODEL",
+    default="imagenet_mobilenet_v2",
+    description="Model id (file name in functions/models up to the first dot) used by default.",
+)
+MODEL_ROUTES = params.StringParam(
+    "MODEL_ROUTES",
+    default="fashion=fashion_mnist_mobilenet_v2",
+    description="Comma-separated folder=model pairs: uploads/{uid}/{folder}/... uses that model.",
+)
+MAX_UPLOAD_BYTES = params.IntParam(
+    "MAX_UPLOAD_BYTES", default=100 * 1024 * 1024, description="Larger files: TOO_LARGE."
+)
+MAX_IMAGE_PIXELS = params.IntParam(
+    "MAX_IMAGE_PIXELS",
+    default=50_000_000,
+    description="Images declaring more pixels are refused (TOO_LARGE) before decoding.",
+)
+MAX_VIDEO_SECONDS = params.IntParam(
+    "MAX_VIDEO_SECONDS", default=600, description="Longer videos: TOO_LONG."
+)
+VIDEO_FRAME_INTERVAL_MS = params.IntParam(
+    "VIDEO_FRAME_INTERVAL_MS", default=1000, description="One video frame analysed per interval."
+)
+VIDEO_MAX_FRAMES = params.IntParam(
+    "VIDEO_MAX_FRAMES", default=600, description="At most this many frames per video."
+)
+ENFORCE_APP_CHECK = params.BoolParam(
+    "ENFORCE_APP_CHECK", default=False, description="Require App Check tokens on HTTPS calls."
+)
+
+
+def limits() -> Limits:
+    """The decoding limits in force for this instance."""
+    return Limits(
+        max_bytes=MAX_UPLOAD_BYTES.value,
+        max_pixels=MAX_IMAGE_PIXELS.value,
+        max_video_seconds=float(MAX_VIDEO_SECONDS.value),
+        frame_interval_sec=VIDEO_FRAME_INTERVAL_MS.value / 1000.0,
+        max_frames=VIDEO_MAX_FRAMES.value,
+    )
+
+
+def routes() -> dict[str, str]:
+    """``MODEL_ROUTES`` parsed: folder name -> model id."""
+    pairs = (item.split("=", 1) for item in MODEL_ROUTES.value.split(",") if "=" in item)
+    return {folder.strip(): model.strip() for folder, model in pairs if folder.strip()}
+
+
+def model_for(object_name: str) -> str:
+    """The model id for an uploaded object (the folder routes, else the default)."""
+    from .storage_handler import route_model
+
+    return route_model(object_name, WATCH_PREFIX.value, routes(), DEFAULT_MODEL.value)

@@ -1,0 +1,177 @@
+"""Image decoding and resizing: the one path from bytes to model input.
+
+Serving, evaluation (``model_build evaluate``), the benchmark and the demo all call
+:func:`prepare_image` or its two halves, so a model is measured exactly as it is served.
+Why each step is here:
+
+* the pixel limit is checked on the header before any pixel is decoded, so a
+  decompression bomb costs nothing;
+* JPEG draft mode lets libjpeg decode at 1/2, 1/4 or 1/8 scale: a 12 MP photo
+  bound for a 224 px model never exists at full size in memory;
+* EXIF orientation is applied, so a phone photo is classified the way it is seen;
+* every Pillow mode (palette, alpha, CMYK, 16-bit, greyscale) ends as 8-bit RGB,
+  alpha composited on white like a viewer shows it.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import warnings
+from typing import TYPE_CHECKING
+
+from .errors import ErrorCode, MediaError
+
+if TYPE_CHECKING:
+    import numpy as np
+    from PIL import Image
+
+RESIZE_POLICIES = ("center_crop", "squash")
+#: ``center_crop`` resizes so the crop is this fraction of the short side (torchvision's 224/256).
+CROP_FRACTION = 0.875
+_ORIENTATION_TAG = 0x0112
+_TRANSPOSED_ORIENTATIONS = {5, 6, 7, 8}
+
+
+def _pil() -> tuple:
+    """Import Pillow lazily: deploy discovery imports ``main.py`` with a time limit."""
+    from PIL import Image, ImageOps
+
+    return Image, ImageOps
+
+
+def open_image(data: bytes, *, max_pixels: int) -> Image.Image:
+    """Open (not decode) an image and refuse it if its declared size exceeds ``max_pixels``."""
+    image_mod, _ = _pil()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", image_mod.DecompressionBombWarning)
+            img = image_mod.open(io.BytesIO(data))
+    except (image_mod.DecompressionBombError, image_mod.DecompressionBombWarning) as exc:
+        raise MediaError(ErrorCode.TOO_LARGE, f"image declares too many pixels ({exc})") from exc
+    except image_mod.UnidentifiedImageError as exc:
+        raise MediaError(ErrorCode.CORRUPT_MEDIA, "the image header cannot be read") from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise MediaError(ErrorCode.CORRUPT_MEDIA, f"the image cannot be read: {exc}") from exc
+    width, height = img.size
+    if width <= 0 or height <= 0:
+        raise MediaError(ErrorCode.CORRUPT_MEDIA, f"the image declares a size of {width}x{height}")
+    if width * height > max_pixels:
+        raise MediaError(
+            ErrorCode.TOO_LARGE,
+            f"image is {width}x{height} = {width * height:,} pixels; the limit is {max_pixels:,}",
+        )
+    return img
+
+
+def is_animated(img: Image.Image) -> bool:
+    """True for GIF/WebP/PNG files with more than one frame (treated as videos)."""
+    return bool(getattr(img, "is_animated", False)) and getattr(img, "n_frames", 1) > 1
+
+
+def _draft_request(img: Image.Image, size: tuple[int, int], policy: str) -> tuple[int, int]:
+    """The smallest decoded (width, height) that still resizes to ``size`` without upscaling."""
+    height, width = size
+    orientation = img.getexif().get(_ORIENTATION_TAG, 1) if img.format == "JPEG" else 1
+    if orientation in _TRANSPOSED_ORIENTATIONS:
+        height, width = width, height
+    if policy == "squash":
+        return width, height
+    src_w, src_h = img.size
+    scale = max(width / src_w, height / src_h) / CROP_FRACTION
+    return math.ceil(src_w * scale), math.ceil(src_h * scale)
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB; transparency is composited on white."""
+    image_mod, _ = _pil()
+    if img.mode == "RGB":
+        return img
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    elif img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        # 16-bit (or 32-bit int) greyscale: keep the top 8 bits of the used range.
+        peak = img.getextrema()[1] or 1
+        shift = 256 if peak > 255 else 1
+        img = img.point(lambda v: v / shift).convert("L")
+    elif img.mode == "F":
+        img = img.convert("L")
+    if img.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        rgba = img.convert("RGBA")
+        background = image_mod.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return image_mod.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def load_rgb(
+    img: Image.Image, *, target: tuple[int, int] | None = None, policy: str = "squash"
+) -> Image.Image:
+    """Decode the first frame of an opened image to an upright RGB image.
+
+    ``target`` (height, width) is the model size the result will be resized to; for
+    JPEG it lets the decoder skip detail that the resize would throw away anyway.
+    """
+    _, image_ops = _pil()
+    try:
+        if target is not None and img.format == "JPEG":
+            img.draft("RGB", _draft_request(img, target, policy))
+        img.seek(0)
+        img.load()
+        if img.getexif().get(_ORIENTATION_TAG, 1) != 1:
+            img = image_ops.exif_transpose(img)
+        return _to_rgb(img)
+    except MediaError:
+        raise
+    except MemoryError as exc:
+        raise MediaError(ErrorCode.TOO_LARGE, "the image is too large to decode") from exc
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as exc:
+        raise MediaError(ErrorCode.CORRUPT_MEDIA, f"the image cannot be decoded: {exc}") from exc
+
+
+def decode_image(
+    data: bytes,
+    *,
+    max_pixels: int,
+    target: tuple[int, int] | None = None,
+    policy: str = "squash",
+) -> Image.Image:
+    """Bytes to an upright RGB image: :func:`open_image` (limits) then :func:`load_rgb`."""
+    return load_rgb(open_image(data, max_pixels=max_pixels), target=target, policy=policy)
+
+
+def fit_to_model(img: Image.Image, size: tuple[int, int], policy: str) -> np.ndarray:
+    """Resize an RGB image to the model's (height, width) by its resize policy.
+
+    ``squash`` stretches the whole image to the model size (models trained on
+    whole, roughly square images); ``center_crop`` scales the image so that a
+    centred window of ``size`` covers :data:`CROP_FRACTION` of it and resamples only
+    that window, in one pass (the ImageNet evaluation convention).
+    """
+    import numpy as np
+
+    image_mod, _ = _pil()
+    height, width = size
+    if policy == "squash":
+        box = None
+    elif policy == "center_crop":
+        src_w, src_h = img.size
+        scale = max(width / src_w, height / src_h) / CROP_FRACTION
+        crop_w, crop_h = width / scale, height / scale
+        left, top = (src_w - crop_w) / 2, (src_h - crop_h) / 2
+        box = (left, top, left + crop_w, top + crop_h)
+    else:
+        raise ValueError(f"unknown resize policy {policy!r}; expected one of {RESIZE_POLICIES}")
+    if img.size != (width, height) or box is not None:
+        img = img.resize((width, height), image_mod.Resampling.BILINEAR, box=box, reducing_gap=3.0)
+    array = np.asarray(img, dtype=np.uint8)
+    if array.shape != (height, width, 3):
+        raise ValueError(f"expected an RGB image, got an array of shape {array.shape}")
+    return array
+
+
+def prepare_image(
+    data: bytes, size: tuple[int, int], policy: str, *, max_pixels: int
+) -> np.ndarray:
+    """Bytes to a model-ready uint8 HxWx3 array: :func:`decode_image` then :func:`fit_to_model`."""
+    img = decode_image(data, max_pixels=max_pixels, target=size, policy=policy)
+    return fit_to_model(img, size, policy)

@@ -1,0 +1,123 @@
+"""Every log message of the functions, in one place, as structured JSON.
+
+Why: Cloud Logging parses one JSON object per line (``severity``, ``message`` and any
+fields), so operators filter by ``event`` or ``code`` instead of grepping prose, and a
+reviewer can check in one file that no token or file content is ever logged: callers
+pass object names, sizes, codes and timings, nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+
+def _write(severity: str, event: str, message: str, **fields: Any) -> None:
+    entry = {"severity": severity, "message": message, "event": event, **fields}
+    stream = sys.stderr if severity in ("WARNING", "ERROR") else sys.stdout
+    print(json.dumps(entry, ensure_ascii=False, default=str), file=stream, flush=True)
+
+
+def ignored_outside_prefix(name: str, prefix: str) -> None:
+    _write(
+        "DEBUG", "ignored", f"ignoring {name!r}: outside the watched prefix {prefix!r}", path=name
+    )
+
+
+def duplicate_event(name: str, generation: str, reason: str) -> None:
+    _write(
+        "INFO",
+        "duplicate",
+        f"skipping {name!r} generation {generation}: {reason}",
+        path=name,
+        generation=generation,
+        reason=reason,
+    )
+
+
+def started(name: str, generation: str, size: int, model: str) -> None:
+    _write(
+        "INFO",
+        "started",
+        f"classifying {name!r}",
+        path=name,
+        generation=generation,
+        size=size,
+        model=model,
+    )
+
+
+def finished(name: str, generation: str, kind: str, top: str | None, timings: dict) -> None:
+    _write(
+        "INFO",
+        "done",
+        f"classified {name!r} as {top!r}",
+        path=name,
+        generation=generation,
+        kind=kind,
+        top=top,
+        timings=timings,
+    )
+
+
+def media_error(name: str, generation: str, code: str, message: str) -> None:
+    _write(
+        "WARNING",
+        "media_error",
+        f"{name!r}: {code}: {message}",
+        path=name,
+        generation=generation,
+        code=code,
+    )
+
+
+def internal_error(name: str, generation: str, exc: BaseException) -> None:
+    _write(
+        "ERROR",
+        "internal_error",
+        f"{name!r}: {type(exc).__name__}: {exc}",
+        path=name,
+        generation=generation,
+        code="INTERNAL",
+        exception=type(exc).__name__,
+    )
+
+
+def superseded(name: str, generation: str) -> None:
+    _write(
+        "INFO",
+        "superseded",
+        f"result for {name!r} generation {generation} dropped: a newer event owns the document",
+        path=name,
+        generation=generation,
+    )
+
+
+def result_deleted(name: str, generation: str, deleted: bool) -> None:
+    verb = "deleted" if deleted else "kept (a newer generation exists or none was found)"
+    _write(
+        "INFO",
+        "deleted",
+        f"result of {name!r} {verb}",
+        path=name,
+        generation=generation,
+        deleted=deleted,
+    )
+
+
+def model_loaded(key: str, name: str, version: str, millis: float) -> None:
+    _write(
+        "INFO",
+        "model_loaded",
+        f"loaded model {key} ({name} {version}) in {millis:.0f} ms",
+        model=key,
+        version=version,
+        ms=round(millis, 1),
+    )
+
+
+def request_failed(endpoint: str, code: str, message: str) -> None:
+    _write(
+        "WARNING", "request_error", f"{endpoint}: {code}: {message}", endpoint=endpoint, code=code
+    )

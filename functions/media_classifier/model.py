@@ -1,0 +1,193 @@
+"""ONNX models following the project's contract, and the registry that serves them.
+
+The contract (see README, "Model contract"): input ``uint8`` RGB NHWC ``[N, H, W, 3]``
+at the model's declared size; the graph normalizes and applies softmax; the output is
+probabilities ``[N, C]``; ``metadata_props`` carry ``labels`` (JSON list), ``resize``
+(``center_crop`` | ``squash``), ``name``, ``version`` and ``task``. A file with this
+contract is all the functions need, so swapping models is copying a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .images import RESIZE_POLICIES
+
+if TYPE_CHECKING:
+    import numpy as np
+
+#: Where the shipped models live, next to ``main.py``.
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+REQUIRED_METADATA = ("labels", "resize", "name", "version", "task")
+
+
+class ModelContractError(ValueError):
+    """The ONNX file does not follow the model contract."""
+
+
+def allocated_cpus() -> int:
+    """CPUs this process may use (the container's share, not the host's core count).
+
+    ONNX Runtime sizes its pools to the host, which oversubscribes a 1- or 2-vCPU
+    Cloud Functions instance; the affinity mask reflects the allocation.
+    """
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def session_options(threads: int | None = None) -> Any:
+    """ONNX Runtime options for a small-CPU server: bounded threads, full graph optimization."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads or allocated_cpus()
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    return opts
+
+
+@dataclass
+class Model:
+    """A loaded classifier: one ONNX Runtime session plus the metadata that describes it."""
+
+    key: str
+    path: Path
+    name: str
+    version: str
+    task: str
+    labels: list[str]
+    resize_policy: str
+    input_size: tuple[int, int]
+    input_name: str
+    output_name: str
+    session: Any = field(repr=False)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], *, threads: int | None = None) -> Model:
+        """Create the session and validate the contract; raises :class:`ModelContractError`."""
+        import onnxruntime as ort
+
+        path = Path(path)
+        session = ort.InferenceSession(
+            str(path), sess_options=session_options(threads), providers=["CPUExecutionProvider"]
+        )
+        meta = session.get_modelmeta().custom_metadata_map
+        missing = [k for k in REQUIRED_METADATA if k not in meta]
+        if missing:
+            raise ModelContractError(f"{path.name}: metadata_props lack {missing}")
+        labels = json.loads(meta["labels"])
+        if meta["resize"] not in RESIZE_POLICIES:
+            raise ModelContractError(f"{path.name}: unknown resize policy {meta['resize']!r}")
+        (inp,) = session.get_inputs()
+        out = session.get_outputs()[0]
+        if inp.type != "tensor(uint8)" or len(inp.shape) != 4 or inp.shape[3] != 3:
+            raise ModelContractError(f"{path.name}: input must be uint8 NHWC, is {inp.type}")
+        height, width = inp.shape[1], inp.shape[2]
+        if not (isinstance(height, int) and isinstance(width, int)):
+            raise ModelContractError(f"{path.name}: input height/width must be fixed")
+        classes = out.shape[-1]
+        if isinstance(classes, int) and classes != len(labels):
+            raise ModelContractError(f"{path.name}: {classes} outputs but {len(labels)} labels")
+        return cls(
+            key=model_key(path),
+            path=path,
+            name=meta["name"],
+            version=meta["version"],
+            task=meta["task"],
+            labels=labels,
+            resize_policy=meta["resize"],
+            input_size=(height, width),
+            input_name=inp.name,
+            output_name=out.name,
+            session=session,
+        )
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """Probabilities ``[N, C]`` for a uint8 ``[N, H, W, 3]`` batch."""
+        return self.session.run([self.output_name], {self.input_name: batch})[0]
+
+    def describe(self) -> dict[str, Any]:
+        """The public description used by ``GET /v1/models`` and the CLI."""
+        return {
+            "id": self.key,
+            "name": self.name,
+            "version": self.version,
+            "task": self.task,
+            "inputSize": {"height": self.input_size[0], "width": self.input_size[1]},
+            "resize": self.resize_policy,
+            "labels": self.labels,
+        }
+
+
+def model_key(path: Path) -> str:
+    """A model's id: its file name up to the first dot (``fashion.int8.onnx`` -> ``fashion``)."""
+    return path.name.split(".", 1)[0]
+
+
+def top_k(probs: np.ndarray, labels: list[str], k: int) -> list[dict[str, Any]]:
+    """The ``k`` most probable labels, highest first, as ``[{label, score}]``."""
+    import numpy as np
+
+    k = max(1, min(k, len(labels)))
+    idx = np.argpartition(-probs, k - 1)[:k]
+    idx = idx[np.argsort(-probs[idx], kind="stable")]
+    return [{"label": labels[i], "score": round(float(probs[i]), 6)} for i in idx]
+
+
+class ModelRegistry:
+    """The models of a folder, each loaded on first use and then kept for the instance.
+
+    Why lazy: deploy discovery imports ``main.py`` under a 10 s limit and most
+    instances serve one model; loading happens once per instance, under a lock so
+    concurrent requests do not build the same session twice.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str] = MODELS_DIR) -> None:
+        self.directory = Path(directory)
+        self._loaded: dict[str, Model] = {}
+        self._lock = threading.Lock()
+
+    def files(self) -> dict[str, Path]:
+        """Model id -> file, for every ``*.onnx`` in the folder."""
+        return {model_key(p): p for p in sorted(self.directory.glob("*.onnx"))}
+
+    def keys(self) -> list[str]:
+        """Ids of the models that can be served."""
+        return sorted(self.files())
+
+    def get(self, key: str) -> Model:
+        """The model with this id, loading it on first use; ``KeyError`` if there is none."""
+        model = self._loaded.get(key)
+        if model is not None:
+            return model
+        with self._lock:
+            if key not in self._loaded:
+                files = self.files()
+                if key not in files:
+                    raise KeyError(key)
+                self._loaded[key] = Model.load(files[key])
+            return self._loaded[key]
+
+    def all(self) -> list[Model]:
+        """Every model, loaded (used to list them)."""
+        return [self.get(key) for key in self.keys()]
+
+
+_default_registry: ModelRegistry | None = None
+
+
+def default_registry() -> ModelRegistry:
+    """The per-instance registry of ``functions/models`` (or ``MC_MODELS_DIR``)."""
+    global _default_registry
+    if _default_registry is None:
+        _default_registry = ModelRegistry(os.environ.get("MC_MODELS_DIR") or MODELS_DIR)
+    return _default_registry

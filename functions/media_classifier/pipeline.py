@@ -1,0 +1,294 @@
+"""Bytes or a local file in, a classification out: the path every entry point shares.
+
+The Storage trigger, the HTTPS functions, the CLI, the evaluation and the benchmark
+all call :func:`classify_file` or :func:`classify_bytes`, so what is measured is what
+is served. Nothing here touches Firebase: results are plain data that callers store.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .errors import ErrorCode, MediaError
+from .sniff import HEAD_BYTES, MediaType, sniff
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .model import Model
+
+#: Per-frame top labels kept in the per-frame detail.
+FRAME_TOP_K = 3
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds that keep one request inside the function's memory and time."""
+
+    max_bytes: int = 100 * 1024 * 1024
+    max_pixels: int = 50_000_000
+    max_video_seconds: float = 600.0
+    frame_interval_sec: float = 1.0
+    max_frames: int = 600
+    batch_size: int = 16
+
+
+@dataclass
+class Classification:
+    """The result of one file: the fields a result document and an HTTPS reply share."""
+
+    kind: str
+    content_type: str
+    labels: list[dict[str, Any]]
+    model: dict[str, str]
+    timings: dict[str, float]
+    video: dict[str, Any] | None = None
+    frames: list[dict[str, Any]] = field(default_factory=list)
+
+    def fields(self) -> dict[str, Any]:
+        """Document/JSON fields (per-frame detail is stored separately, see ``frames``)."""
+        return {
+            "kind": self.kind,
+            "contentType": self.content_type,
+            "labels": self.labels,
+            "model": self.model,
+            "timings": self.timings,
+            "video": self.video,
+        }
+
+
+class _Clock:
+    """Milliseconds per stage, accumulated (video stages interleave)."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+        self._start = time.perf_counter()
+
+    def add(self, stage: str, since: float) -> float:
+        now = time.perf_counter()
+        self.timings[stage] = round(self.timings.get(stage, 0.0) + (now - since) * 1000, 2)
+        return now
+
+    def total(self) -> dict[str, float]:
+        self.timings["total"] = round((time.perf_counter() - self._start) * 1000, 2)
+        return self.timings
+
+
+def detect(path: str) -> MediaType:
+    """Sniff a local file's type from its first bytes."""
+    with open(path, "rb") as fh:
+        return sniff(fh.read(HEAD_BYTES))
+
+
+def check_size(size: int, limits: Limits) -> None:
+    """Refuse a file by its byte size before reading it."""
+    if size > limits.max_bytes:
+        raise MediaError(
+            ErrorCode.TOO_LARGE,
+            f"file is {size:,} bytes; the limit is {limits.max_bytes:,}",
+        )
+
+
+def classify_file(path: str, model: Model, *, top_k: int, limits: Limits) -> Classification:
+    """Classify the image or video in a local file."""
+    check_size(os.path.getsize(path), limits)
+    media = detect(path)
+    if media.kind == "video":
+        return _classify_video(path, media, model, top_k=top_k, limits=limits)
+    with open(path, "rb") as fh:
+        data = fh.read()
+    return _classify_image_bytes(data, media, model, top_k=top_k, limits=limits)
+
+
+def classify_bytes(data: bytes, model: Model, *, top_k: int, limits: Limits) -> Classification:
+    """Classify media held in memory (HTTPS bodies); videos go through a temporary file."""
+    check_size(len(data), limits)
+    media = sniff(data[:HEAD_BYTES])
+    if media.kind == "image":
+        return _classify_image_bytes(data, media, model, top_k=top_k, limits=limits)
+    with tempfile.NamedTemporaryFile(suffix=".media", delete=True) as tmp:
+        tmp.write(data)
+        tmp.flush()
+        return _classify_video(tmp.name, media, model, top_k=top_k, limits=limits)
+
+
+def _model_ref(model: Model) -> dict[str, str]:
+    return {"id": model.key, "name": model.name, "version": model.version}
+
+
+def _classify_image_bytes(
+    data: bytes, media: MediaType, model: Model, *, top_k: int, limits: Limits
+) -> Classification:
+    import numpy as np
+
+    from . import images
+    from .model import top_k as best
+
+    clock = _Clock()
+    t = time.perf_counter()
+    img = images.open_image(data, max_pixels=limits.max_pixels)
+    if images.is_animated(img):
+        return _classify_animation(img, media, model, top_k=top_k, limits=limits, clock=clock)
+    rgb = images.load_rgb(img, target=model.input_size, policy=model.resize_policy)
+    array = images.fit_to_model(rgb, model.input_size, model.resize_policy)
+    t = clock.add("decode", t)
+    probs = model.predict(np.expand_dims(array, 0))[0]
+    clock.add("inference", t)
+    return Classification(
+        kind="image",
+        content_type=media.mime,
+        labels=best(probs, model.labels, top_k),
+        model=_model_ref(model),
+        timings=clock.total(),
+    )
+
+
+def _batches(
+    frames: Iterable[tuple[float, np.ndarray]], size: int, clock: _Clock
+) -> Iterator[tuple[list[float], np.ndarray]]:
+    """Group decoded frames into inference batches, timing the decoding."""
+    import numpy as np
+
+    times: list[float] = []
+    arrays: list[np.ndarray] = []
+    t = time.perf_counter()
+    for ts, frame in frames:
+        times.append(ts)
+        arrays.append(frame)
+        if len(arrays) == size:
+            clock.add("decode", t)
+            yield times, np.stack(arrays)
+            times, arrays = [], []
+            t = time.perf_counter()
+    clock.add("decode", t)
+    if arrays:
+        yield times, np.stack(arrays)
+
+
+def _summarize_frames(
+    frames: Iterable[tuple[float, np.ndarray]],
+    model: Model,
+    *,
+    top_k: int,
+    limits: Limits,
+    clock: _Clock,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Run the model over sampled frames: overall labels, segments and per-frame detail.
+
+    Only a running sum of probabilities and each frame's top labels are kept, so
+    memory does not grow with the number of frames beyond a few numbers per frame.
+    """
+    from .model import top_k as best
+    from .segments import build_segments
+
+    total = None
+    detail: list[dict[str, Any]] = []
+    for times, batch in _batches(frames, limits.batch_size, clock):
+        t = time.perf_counter()
+        probs = model.predict(batch)
+        clock.add("inference", t)
+        total = probs.sum(axis=0) if total is None else total + probs.sum(axis=0)
+        for ts, row in zip(times, probs, strict=True):
+            detail.append({"t": round(ts, 3), "labels": best(row, model.labels, FRAME_TOP_K)})
+    if total is None:
+        raise MediaError(ErrorCode.CORRUPT_MEDIA, "no frame of the video could be decoded")
+    labels = best(total / len(detail), model.labels, top_k)
+    segments = build_segments(
+        [f["t"] for f in detail],
+        [f["labels"][0]["label"] for f in detail],
+        [f["labels"][0]["score"] for f in detail],
+        interval=limits.frame_interval_sec,
+    )
+    return labels, segments, detail
+
+
+def _video_fields(info: Any, detail: list[dict[str, Any]], segments: list[dict]) -> dict:
+    return {
+        "durationSec": round(float(info.duration_sec), 3),
+        "width": int(info.width),
+        "height": int(info.height),
+        "fps": round(float(info.fps), 3),
+        "framesAnalyzed": len(detail),
+        "segments": segments,
+    }
+
+
+def _check_duration(duration: float, limits: Limits) -> None:
+    if duration > limits.max_video_seconds:
+        raise MediaError(
+            ErrorCode.TOO_LONG,
+            f"video lasts {duration:.1f} s; the limit is {limits.max_video_seconds:.0f} s",
+        )
+
+
+def _classify_video(
+    path: str, media: MediaType, model: Model, *, top_k: int, limits: Limits
+) -> Classification:
+    from . import video
+
+    clock = _Clock()
+    t = time.perf_counter()
+    info = video.probe_video(path)
+    clock.add("probe", t)
+    _check_duration(info.duration_sec, limits)
+    frames = video.sample_frames(
+        path,
+        info,
+        size=model.input_size,
+        policy=model.resize_policy,
+        every_sec=limits.frame_interval_sec,
+        max_frames=limits.max_frames,
+    )
+    try:
+        labels, segments, detail = _summarize_frames(
+            frames, model, top_k=top_k, limits=limits, clock=clock
+        )
+    finally:
+        close = getattr(frames, "close", None)
+        if close is not None:
+            close()
+    return Classification(
+        kind="video",
+        content_type=media.mime,
+        labels=labels,
+        model=_model_ref(model),
+        timings=clock.total(),
+        video=_video_fields(info, detail, segments),
+        frames=detail,
+    )
+
+
+def _classify_animation(
+    img: Any, media: MediaType, model: Model, *, top_k: int, limits: Limits, clock: _Clock
+) -> Classification:
+    """Animated GIF/WebP: Pillow decodes the frames, then the video path takes over."""
+    from . import video
+
+    t = time.perf_counter()
+    info = video.probe_animation(img)
+    clock.add("probe", t)
+    _check_duration(info.duration_sec, limits)
+    frames = video.sample_animation(
+        img,
+        size=model.input_size,
+        policy=model.resize_policy,
+        every_sec=limits.frame_interval_sec,
+        max_frames=limits.max_frames,
+    )
+    labels, segments, detail = _summarize_frames(
+        frames, model, top_k=top_k, limits=limits, clock=clock
+    )
+    return Classification(
+        kind="video",
+        content_type=media.mime,
+        labels=labels,
+        model=_model_ref(model),
+        timings=clock.total(),
+        video=_video_fields(info, detail, segments),
+        frames=detail,
+    )

@@ -1,0 +1,182 @@
+"""Result documents in Firestore: deterministic ids, generation-aware preconditions.
+
+Storage events arrive at least once, sometimes late and out of order. The rules:
+
+* one document per object, id = ``encodeURIComponent(object name)``, so a client
+  computes it and a second delivery finds the same document (never search-then-write);
+* a result belongs to one object *generation*: an event for an older generation never
+  overwrites a newer one, a newer generation (re-upload) replaces the document;
+* every write after the claim carries a ``last_update_time`` precondition, so two
+  deliveries racing for the same document cannot both win.
+
+Per-frame detail of a video goes to a subcollection in chunks, keeping the document
+far below Firestore's 1 MiB limit for any video length.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+#: Subcollection of per-frame detail, ``{collection}/{docId}/frames/chunk-000``...
+FRAMES_SUBCOLLECTION = "frames"
+FRAMES_PER_CHUNK = 500
+#: A ``processing`` claim older than this is taken over (the worker died mid-way).
+STALE_CLAIM = timedelta(minutes=12)
+
+STATUS_PROCESSING = "processing"
+STATUS_DONE = "done"
+STATUS_ERROR = "error"
+TERMINAL = (STATUS_DONE, STATUS_ERROR)
+
+
+def doc_id(object_name: str) -> str:
+    """The result document id: exactly JavaScript's ``encodeURIComponent(object_name)``."""
+    return urllib.parse.quote(object_name, safe="!~*'()")
+
+
+def frame_chunks(frames: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Split per-frame detail into documents of at most :data:`FRAMES_PER_CHUNK` frames."""
+    return [frames[i : i + FRAMES_PER_CHUNK] for i in range(0, len(frames), FRAMES_PER_CHUNK)]
+
+
+def chunk_id(index: int) -> str:
+    return f"chunk-{index:03d}"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do with an event given the current document (pure, see :func:`decide`)."""
+
+    claim: bool
+    reason: str
+
+
+def decide(existing: dict[str, Any] | None, generation: int, now: datetime) -> Decision:
+    """Whether an event for ``generation`` may claim the document ``existing``.
+
+    Pure, so the idempotency rules are unit-tested without a server.
+    """
+    if existing is None:
+        return Decision(True, "new")
+    current = int(existing.get("generation") or 0)
+    if current > generation:
+        return Decision(False, f"a newer generation ({current}) owns the result")
+    if current < generation:
+        return Decision(True, "newer generation")
+    status = existing.get("status")
+    if status in TERMINAL:
+        return Decision(False, f"already {status}")
+    updated = existing.get("updatedAt")
+    if isinstance(updated, datetime) and now - updated < STALE_CLAIM:
+        return Decision(False, "another delivery is processing it")
+    return Decision(True, "stale processing claim")
+
+
+@dataclass
+class Claim:
+    """A document this delivery owns until it writes its terminal state."""
+
+    ref: Any
+    update_time: Any
+    previous_chunks: int
+
+
+def _server_timestamp() -> Any:
+    from google.cloud import firestore
+
+    return firestore.SERVER_TIMESTAMP
+
+
+def claim(
+    db: Any, collection: str, object_name: str, generation: int, fields: dict[str, Any]
+) -> Claim | Decision:
+    """Mark the document ``processing`` for this generation, or say why not.
+
+    ``fields`` are the upload's descriptive fields (bucket, path, owner, size, ...). Every
+    result field is reset, so a re-upload never shows the previous file's labels.
+    """
+    from google.api_core import exceptions
+
+    ref = db.collection(collection).document(doc_id(object_name))
+    body = {
+        **fields,
+        "generation": str(generation),
+        "status": STATUS_PROCESSING,
+        "labels": [],
+        "error": None,
+        "video": None,
+        "timings": {},
+        "updatedAt": _server_timestamp(),
+    }
+    for _ in range(5):
+        snap = ref.get()
+        existing = snap.to_dict() if snap.exists else None
+        decision = decide(existing, generation, datetime.now(UTC))
+        if not decision.claim:
+            return decision
+        previous_chunks = int(((existing or {}).get("video") or {}).get("frameChunks") or 0)
+        try:
+            if existing is None:
+                result = ref.create(body)
+            else:
+                option = db.write_option(last_update_time=snap.update_time)
+                result = ref.update(body, option=option)
+        except (exceptions.AlreadyExists, exceptions.Conflict, exceptions.FailedPrecondition):
+            continue  # another delivery wrote first: look again
+        return Claim(ref=ref, update_time=result.update_time, previous_chunks=previous_chunks)
+    return Decision(False, "the document kept changing under us")
+
+
+def finish(
+    db: Any, owned: Claim, fields: dict[str, Any], frames: list[dict[str, Any]] | None = None
+) -> bool:
+    """Write the terminal state (and per-frame detail) atomically; False if superseded."""
+    from google.api_core import exceptions
+
+    batch = db.batch()
+    chunks = frame_chunks(frames or [])
+    frames_ref = owned.ref.collection(FRAMES_SUBCOLLECTION)
+    for index, chunk in enumerate(chunks):
+        batch.set(frames_ref.document(chunk_id(index)), {"index": index, "frames": chunk})
+    for index in range(len(chunks), owned.previous_chunks):
+        batch.delete(frames_ref.document(chunk_id(index)))
+    body = dict(fields)
+    if body.get("video") is not None:
+        body["video"] = {
+            **body["video"],
+            "frameChunks": len(chunks),
+            "framesCollection": f"{owned.ref.path}/{FRAMES_SUBCOLLECTION}",
+        }
+    body["updatedAt"] = _server_timestamp()
+    batch.update(owned.ref, body, option=db.write_option(last_update_time=owned.update_time))
+    try:
+        batch.commit()
+    except (exceptions.FailedPrecondition, exceptions.NotFound, exceptions.Conflict):
+        return False
+    return True
+
+
+def delete_result(db: Any, collection: str, object_name: str, generation: int) -> bool:
+    """Delete the result (and its frames) of a deleted object, unless a newer one exists."""
+    from google.api_core import exceptions
+
+    ref = db.collection(collection).document(doc_id(object_name))
+    snap = ref.get()
+    if not snap.exists:
+        return False
+    data = snap.to_dict() or {}
+    if int(data.get("generation") or 0) > generation:
+        return False
+    chunks = int((data.get("video") or {}).get("frameChunks") or 0)
+    batch = db.batch()
+    for index in range(chunks):
+        batch.delete(ref.collection(FRAMES_SUBCOLLECTION).document(chunk_id(index)))
+    batch.delete(ref, option=db.write_option(last_update_time=snap.update_time))
+    try:
+        batch.commit()
+    except (exceptions.FailedPrecondition, exceptions.NotFound, exceptions.Conflict):
+        return False
+    return True

@@ -1,0 +1,69 @@
+"""Foundation slice, end to end: upload to the Storage emulator, read Firestore."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+SAMPLES = Path(__file__).resolve().parents[2] / "samples" / "images"
+
+
+def _name(folder: str, file: str) -> str:
+    return f"uploads/e2e-{uuid.uuid4().hex[:8]}/{folder}{file}"
+
+
+def test_photo_gets_a_done_document_with_the_expected_label(upload, wait_for_result) -> None:
+    name = _name("", "my cat.png")
+    generation = upload(name, (SAMPLES / "chelsea-cat.png").read_bytes(), "image/png")
+    doc = wait_for_result(name)
+    assert doc["status"] == "done", doc
+    assert doc["labels"][0]["label"] in {"Egyptian cat", "tabby", "tiger cat"}
+    assert len(doc["labels"]) == 5
+    assert doc["kind"] == "image" and doc["contentType"] == "image/png"
+    assert doc["owner"] == name.split("/")[1]
+    assert doc["path"] == name and doc["generation"] == str(generation)
+    assert doc["model"]["id"] == "imagenet_mobilenet_v2"
+    assert doc["error"] is None
+    assert doc["timings"]["total"] > 0 and "download" in doc["timings"]
+    assert doc["updatedAt"] is not None
+
+
+def test_content_type_is_detected_not_trusted(upload, wait_for_result) -> None:
+    name = _name("", "coffee")
+    upload(name, (SAMPLES / "coffee.jpg").read_bytes(), "application/octet-stream")
+    doc = wait_for_result(name)
+    assert doc["status"] == "done"
+    assert doc["contentType"] == "image/jpeg"
+    assert doc["clientContentType"] == "application/octet-stream"
+    assert doc["labels"][0]["label"] in {"espresso", "cup", "coffee mug"}
+
+
+def test_text_file_gets_an_unsupported_media_error(upload, wait_for_result) -> None:
+    name = _name("", "notes.txt")
+    upload(name, b"these are not pixels\n", "text/plain")
+    doc = wait_for_result(name)
+    assert doc["status"] == "error"
+    assert doc["error"]["code"] == "UNSUPPORTED_MEDIA"
+    assert doc["labels"] == []
+
+
+def test_file_outside_the_prefix_gets_no_document(upload, wait_for_result, firestore_db) -> None:
+    from media_classifier.results import doc_id
+
+    control = _name("", "control.jpg")
+    outside = f"elsewhere/e2e-{uuid.uuid4().hex[:8]}/cat.jpg"
+    upload(outside, (SAMPLES / "coffee.jpg").read_bytes(), "image/jpeg")
+    upload(control, (SAMPLES / "coffee.jpg").read_bytes(), "image/jpeg")
+    wait_for_result(control)  # events are processed: the outside one had its chance too
+    time.sleep(2)
+    assert not firestore_db.collection("mediaResults").document(doc_id(outside)).get().exists
+
+
+@pytest.mark.parametrize("sample", ["rocket.jpg", "flower.jpg"])
+def test_every_sample_is_classified(upload, wait_for_result, sample: str) -> None:
+    name = _name("samples/", sample)
+    upload(name, (SAMPLES / sample).read_bytes(), "image/jpeg")
+    assert wait_for_result(name)["status"] == "done"

@@ -64,8 +64,16 @@ def open_image(data: bytes, *, max_pixels: int) -> Image.Image:
     return img
 
 
+#: Formats whose extra frames are moments in time. Multi-page TIFF, MPO (a phone's
+#: stereo/depth JPEG) and ICO also have "frames", but they are pages or variants of
+#: one picture: those are classified by their first frame, as still images.
+ANIMATED_FORMATS = ("GIF", "WEBP", "PNG")
+
+
 def is_animated(img: Image.Image) -> bool:
     """True for GIF/WebP/PNG files with more than one frame (treated as videos)."""
+    if img.format not in ANIMATED_FORMATS:
+        return False
     return bool(getattr(img, "is_animated", False)) and getattr(img, "n_frames", 1) > 1
 
 

@@ -320,10 +320,10 @@ class LocalStack:
         if self.log_dir is None:
             self.log_dir = Path(tempfile.mkdtemp(prefix="mc-localstack-"))
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        cleared = clear_stale_listeners()
-        if cleared:
-            self._say(f"killed leftovers of an earlier stack: pids {cleared}")
         try:
+            cleared = clear_stale_listeners()
+            if cleared:
+                self._say(f"killed leftovers of an earlier stack: pids {cleared}")
             env = self._child_env()
             if not self.real_emulators:
                 self._start_firestore(env)

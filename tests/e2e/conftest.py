@@ -1,0 +1,218 @@
+"""Fixtures for end-to-end tests through the local Firebase emulators.
+
+Every test in tests/e2e is marked ``e2e``. The emulator stack starts once per test
+session (about 20 s) and is stopped at the end; with ``MC_STACK_RUNNING=1`` the
+tests use a stack that is already running (`make serve` in another terminal).
+Nothing is mocked: uploads go to the Storage emulator, its finalize event runs the
+real function in the Functions emulator, and results are read from the Firestore
+emulator.
+
+The emulators keep their data for the life of the stack, and a reused stack keeps
+it across runs: so every object a test uploads should live under a name that is
+unique to the run (``run_id`` / ``object_name``), never a fixed one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tools.localstack import (
+    DEFAULT_BUCKET,
+    HOST,
+    PORTS,
+    PROJECT_ID,
+    LocalStack,
+    emulator_env,
+    env_flag,
+    tail,
+    wait_for_existing,
+)
+
+RESULTS_COLLECTION = "mediaResults"
+FINAL_STATUSES = frozenset({"done", "error"})
+E2E_DIR = Path(__file__).resolve().parent
+AUTH_URL = f"http://{HOST}:{PORTS['auth']}/identitytoolkit.googleapis.com/v1"
+TEST_PASSWORD = "e2e-password-123"  # the Auth emulator's users exist only in memory
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark everything under tests/e2e as ``e2e`` (so ``-m "not e2e"`` skips the stack)."""
+    for item in items:
+        if E2E_DIR in Path(str(item.path)).resolve().parents:
+            item.add_marker(pytest.mark.e2e)
+
+
+def result_doc_id(object_name: str) -> str:
+    """The result document ID: JavaScript's ``encodeURIComponent`` of the object name."""
+    return urllib.parse.quote(object_name, safe="!~*'()")
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[LocalStack | None]:
+    """The running emulator stack (``None`` when reusing one via ``MC_STACK_RUNNING=1``).
+
+    Also points this process's Google client libraries at the emulators, for the
+    whole session, and restores the environment afterwards.
+    """
+    saved = {k: os.environ.get(k) for k in emulator_env()}
+    os.environ.update(emulator_env())
+    try:
+        if env_flag("MC_STACK_RUNNING"):
+            if not wait_for_existing():
+                pytest.fail("MC_STACK_RUNNING=1, but no emulator stack answers on our ports")
+            yield None
+        else:
+            with LocalStack() as started:
+                yield started
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def run_id() -> str:
+    """Unique per test run: put it in object names so runs never share documents."""
+    return f"e2e-{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture
+def object_name(run_id: str, request: pytest.FixtureRequest) -> Callable[..., str]:
+    """Builds ``uploads/<owner>/<run_id>/<test>/<file>``; owner defaults to ``run_id``."""
+
+    def make(file: str, *, owner: str | None = None, prefix: str = "uploads/") -> str:
+        test = request.node.name.replace("/", "_").replace("[", "-").rstrip("]")
+        return f"{prefix}{owner or run_id}/{run_id}/{test}/{file}"
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def storage_bucket(stack: LocalStack | None) -> Any:
+    """The project's default bucket on the Storage emulator (google-cloud-storage).
+
+    Anonymous credentials: the emulator does not check them, and the default ones
+    would try to reach Google for a token. The bucket name is the one firebase-tools
+    gives a ``demo-`` project and hands to the functions (``FIREBASE_CONFIG``).
+    """
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    client = storage.Client(
+        project=PROJECT_ID,
+        credentials=AnonymousCredentials(),
+        client_options={"api_endpoint": f"http://{HOST}:{PORTS['storage']}"},
+    )
+    return client.bucket(DEFAULT_BUCKET)
+
+
+@pytest.fixture(scope="session")
+def firestore_db(stack: LocalStack | None) -> Any:
+    """A Firestore client on the emulator at 127.0.0.1:8080."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import firestore
+
+    return firestore.Client(project=PROJECT_ID, credentials=AnonymousCredentials())
+
+
+@pytest.fixture
+def upload(storage_bucket: Any) -> Callable[[str, bytes, str], int]:
+    """``upload(name, data, content_type) -> generation``: one simple (non-resumable) upload.
+
+    Simple uploads, because the Storage emulator truncated chunked resumable
+    uploads of 20 MB in our trials; keep test files well under 8 MB.
+    """
+
+    def do_upload(name: str, data: bytes, content_type: str) -> int:
+        blob = storage_bucket.blob(name)
+        blob.upload_from_string(data, content_type=content_type)
+        return int(blob.generation)
+
+    return do_upload
+
+
+@pytest.fixture
+def wait_for_result(firestore_db: Any, stack: LocalStack | None) -> Callable[..., dict[str, Any]]:
+    """``wait_for_result(object_name, timeout=60) -> dict`` once status is done/error.
+
+    On timeout the test fails with the last document seen and the end of the
+    emulator log, which is where a crashed function leaves its traceback.
+    """
+
+    def wait(object_name: str, timeout: float = 60.0) -> dict[str, Any]:
+        ref = firestore_db.collection(RESULTS_COLLECTION).document(result_doc_id(object_name))
+        deadline = time.monotonic() + timeout
+        last: dict[str, Any] | None = None
+        while time.monotonic() < deadline:
+            snap = ref.get()
+            if snap.exists:
+                last = snap.to_dict() or {}
+                if last.get("status") in FINAL_STATUSES:
+                    return last
+            time.sleep(0.25)
+        log = f"\n--- emulator log ---\n{tail(stack.firebase_log, 60)}" if stack else ""
+        pytest.fail(
+            f"no final result for {object_name!r} within {timeout:.0f} s; "
+            f"last document: {json.dumps(last, default=str)}{log}"
+        )
+
+    return wait
+
+
+def _auth_post(path: str, body: dict[str, Any], *, admin: bool = False) -> dict[str, Any]:
+    headers = {"Content-Type": "application/json"}
+    if admin:
+        headers["Authorization"] = "Bearer owner"  # the Auth emulator's admin token
+    url = f"{AUTH_URL}/{path}"
+    if not admin:
+        url += "?key=fake-api-key"  # the emulator accepts any API key
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers=headers, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=15) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode(errors="replace")
+        raise RuntimeError(f"Auth emulator {path}: HTTP {exc.code}: {detail}") from exc
+
+
+@pytest.fixture
+def id_token(stack: LocalStack | None) -> Callable[[str], str]:
+    """``id_token(uid) -> str``: a Firebase ID token for that uid from the Auth emulator.
+
+    Creates the user with exactly this uid (admin REST call), or reuses it, then
+    signs in with email and password over the same REST API a client SDK uses.
+    """
+
+    def token(uid: str) -> str:
+        email = f"{uid.lower()}@example.test"
+        try:
+            _auth_post(
+                f"projects/{PROJECT_ID}/accounts",
+                {"localId": uid, "email": email, "password": TEST_PASSWORD},
+                admin=True,
+            )
+        except RuntimeError as exc:
+            if "DUPLICATE" not in str(exc) and "EXISTS" not in str(exc):
+                raise
+        signed_in = _auth_post(
+            "accounts:signInWithPassword",
+            {"email": email, "password": TEST_PASSWORD, "returnSecureToken": True},
+        )
+        return str(signed_in["idToken"])
+
+    return token

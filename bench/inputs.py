@@ -1,0 +1,117 @@
+"""The benchmark's inputs, generated once from the repository's sample photos and cached.
+
+* ``photo_12mp.jpg``: ``samples/images/coffee.jpg`` cropped to 4:3, upscaled to 4000x3000 and
+  given a fixed film-grain-like noise before encoding at quality 90. Without the grain an
+  upscaled photo is unrealistically smooth and compresses to a fraction of a real 12 MP
+  phone photo; JPEG entropy decoding scales with the compressed size, so a too-small file
+  would flatter every decoder. With it the file lands at a phone-like ~3-4 MB.
+* ``photo_03mp.png``: ``samples/images/flower.jpg`` at 640x480 as PNG (a screenshot-sized upload).
+* ``video_60s_720p.mp4``: 60 s of ffmpeg's ``testsrc2`` at 1280x720, 30 fps, H.264 (libx264,
+  yuv420p), made with the ``imageio-ffmpeg`` bundled binary the functions use.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.paths import INPUTS, SAMPLES
+
+JPEG_SIZE = (4000, 3000)
+PNG_SIZE = (640, 480)
+GRAIN_SIGMA = 6.0
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Paths of the generated inputs."""
+
+    jpeg_12mp: Path
+    png_03mp: Path
+    video: Path
+    video_seconds: float
+
+
+def _crop_to(img, aspect: float):
+    """Centre crop a PIL image to width/height ``aspect``."""
+    w, h = img.size
+    if w / h > aspect:
+        new_w = round(h * aspect)
+        left = (w - new_w) // 2
+        return img.crop((left, 0, left + new_w, h))
+    new_h = round(w / aspect)
+    top = (h - new_h) // 2
+    return img.crop((0, top, w, top + new_h))
+
+
+def make_jpeg(path: Path, size: tuple[int, int] = JPEG_SIZE) -> Path:
+    """A phone-sized JPEG photo (see the module docstring for why it has grain)."""
+    import numpy as np
+    from PIL import Image
+
+    src = Image.open(SAMPLES / "coffee.jpg").convert("RGB")
+    big = _crop_to(src, size[0] / size[1]).resize(size, Image.Resampling.BICUBIC)
+    rng = np.random.default_rng(7)
+    arr = np.asarray(big, dtype=np.float32)
+    arr += rng.normal(0.0, GRAIN_SIGMA, size=(*arr.shape[:2], 1)).astype(np.float32)
+    arr += rng.normal(0.0, GRAIN_SIGMA / 2, size=arr.shape).astype(np.float32)
+    out = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+    tmp = path.with_suffix(".tmp")
+    out.save(tmp, format="JPEG", quality=90)
+    tmp.replace(path)
+    return path
+
+
+def make_png(path: Path, size: tuple[int, int] = PNG_SIZE) -> Path:
+    """A 0.3 MP PNG from a real photo."""
+    from PIL import Image
+
+    src = Image.open(SAMPLES / "flower.jpg").convert("RGB")
+    out = _crop_to(src, size[0] / size[1]).resize(size, Image.Resampling.BICUBIC)
+    tmp = path.with_suffix(".tmp")
+    out.save(tmp, format="PNG")
+    tmp.replace(path)
+    return path
+
+
+def make_video(path: Path, seconds: float, size: str = "1280x720", rate: int = 30) -> Path:
+    """An H.264 clip of ``testsrc2`` encoded by the bundled ffmpeg."""
+    import imageio_ffmpeg
+
+    tmp = path.with_name(path.stem + ".part.mp4")
+    cmd = [
+        imageio_ffmpeg.get_ffmpeg_exe(),
+        "-v",
+        "error",
+        "-y",
+        "-f",
+        "lavfi",
+        "-i",
+        f"testsrc2=size={size}:rate={rate}",
+        "-t",
+        f"{seconds:g}",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        str(tmp),
+    ]
+    subprocess.run(cmd, check=True)
+    tmp.replace(path)
+    return path
+
+
+def ensure_inputs(video_seconds: float = 60.0, directory: Path = INPUTS) -> Inputs:
+    """Create whatever input is missing and return all of their paths."""
+    directory.mkdir(parents=True, exist_ok=True)
+    jpeg = directory / "photo_12mp.jpg"
+    png = directory / "photo_03mp.png"
+    video = directory / f"video_{video_seconds:g}s_720p.mp4"
+    if not jpeg.is_file():
+        make_jpeg(jpeg)
+    if not png.is_file():
+        make_png(png)
+    if not video.is_file():
+        make_video(video, video_seconds)
+    return Inputs(jpeg, png, video, video_seconds)

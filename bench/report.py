@@ -1,0 +1,210 @@
+"""Turn the raw results into the goals verdicts, a Markdown table and a PNG chart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+#: (id, description, limit) - evaluated by :func:`goals`.
+GOALS = (
+    ("jpeg_int8_ms", "12 MP JPEG bytes to labels, int8, median <= 25 ms", 25.0),
+    ("jpeg_speedup", "12 MP JPEG int8 >= 5x faster than the notebook way (medians)", 5.0),
+    ("png_int8_ms", "0.3 MP PNG bytes to labels, int8, median <= 5 ms", 5.0),
+    ("video_1fps_s", "60 s 720p video at 1 fps end to end, median <= 2 s", 2.0),
+    ("cold_start_ms", "cold start to first result (process start), median <= 700 ms", 700.0),
+)
+
+
+def _median(case: dict[str, Any] | None) -> float | None:
+    if not case or "time" not in case:
+        return None
+    return case["time"]["median_ms"]
+
+
+def goals(res: dict[str, Any]) -> list[dict[str, Any]]:
+    """PASS/FAIL (or n/a when a case did not run) per goal, with the measured value."""
+    img = res["image"]
+    jpeg_int8 = _median(img.get("jpeg_12mp", {}).get("int8"))
+    jpeg_nb = _median(img.get("jpeg_12mp", {}).get("notebook"))
+    png_int8 = _median(img.get("png_03mp", {}).get("int8"))
+    video_ms = _median(res.get("video", {}).get("1fps"))
+    cold = res.get("cold_start", {}).get("summary", {}).get("to_first_result_ms", {})
+    values: dict[str, float | None] = {
+        "jpeg_int8_ms": jpeg_int8,
+        "jpeg_speedup": jpeg_nb / jpeg_int8 if jpeg_int8 and jpeg_nb else None,
+        "png_int8_ms": png_int8,
+        "video_1fps_s": video_ms / 1000 if video_ms else None,
+        "cold_start_ms": cold.get("median_ms"),
+    }
+    out = []
+    for key, text, limit in GOALS:
+        value = values[key]
+        if value is None:
+            verdict = "n/a"
+        elif key == "jpeg_speedup":
+            verdict = "PASS" if value >= limit else "FAIL"
+        else:
+            verdict = "PASS" if value <= limit else "FAIL"
+        out.append(
+            {
+                "goal": key,
+                "text": text,
+                "limit": limit,
+                "value": None if value is None else round(value, 3),
+                "verdict": verdict,
+            }
+        )
+    return out
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def markdown(res: dict[str, Any]) -> str:
+    """The results as Markdown tables (printed by ``make bench`` and saved as results.md)."""
+    meta = res["meta"]
+    lines = [
+        "# Benchmark results",
+        "",
+        f"{meta['date']} on {meta['machine']} ({meta['cpus']} CPUs), load average "
+        f"{meta['loadavg_before']} before / {meta['loadavg_after']} after. "
+        f"Mode: {meta['mode']}. Times are medians (p90) of repeated runs after warm-up.",
+        "",
+        "## Goals",
+        "",
+        "| goal | measured | verdict |",
+        "|---|---:|---|",
+    ]
+    for g in res["goals"]:
+        lines.append(f"| {g['text']} | {_fmt(g['value'], 2)} | {g['verdict']} |")
+    lines += [
+        "",
+        "## 1. Per image, bytes to labels",
+        "",
+        "| image | way | median ms | p90 ms | min ms | n | decode ms | inference ms | "
+        "peak RSS MiB | top-1 |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for image, ways in res["image"].items():
+        for way, case in ways.items():
+            if "time" not in case:
+                lines.append(f"| {image} | {way} | error: {case.get('error', '?')[:60]} |")
+                continue
+            t, stages = case["time"], case.get("stages_median_ms", {})
+            lines.append(
+                f"| {image} | {way} | {_fmt(t['median_ms'])} | {_fmt(t['p90_ms'])} | "
+                f"{_fmt(t['min_ms'])} | {t['n']} | {_fmt(stages.get('decode'))} | "
+                f"{_fmt(stages.get('inference'))} | {_fmt(case['peak_rss_mib'])} | "
+                f"{case.get('top1', '')} |"
+            )
+    lines += [
+        "",
+        "## 2. Inference alone (ONNX Runtime, the project's session options)",
+        "",
+        "| model | batch | median ms | p90 ms | ms per image | peak RSS MiB |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for key, case in res["inference"].items():
+        if "time" not in case:
+            lines.append(f"| {key} | error: {case.get('error', '?')[:60]} |")
+            continue
+        t = case["time"]
+        model = key.split("_b")[0]
+        lines.append(
+            f"| {model} | {case['batch']} | {_fmt(t['median_ms'])} | {_fmt(t['p90_ms'])} | "
+            f"{_fmt(case['per_image_median_ms'], 2)} | {_fmt(case['peak_rss_mib'])} |"
+        )
+    seconds = meta["video_seconds"]
+    lines += [
+        "",
+        f"## 3. Video: {seconds:g} s 1280x720 H.264, end to end through classify_file (int8)",
+        "",
+        "| sampling | frames | median s | p90 s | frames/s | x real time | decode ms | "
+        "inference ms | peak RSS MiB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for key, case in res.get("video", {}).items():
+        if "time" not in case:
+            lines.append(f"| {key} | error: {case.get('error', '?')[:80]} |")
+            continue
+        t, stages = case["time"], case.get("stages_median_ms", {})
+        lines.append(
+            f"| {key} | {case['frames']} | {_fmt(t['median_ms'] / 1000, 2)} | "
+            f"{_fmt(t['p90_ms'] / 1000, 2)} | {_fmt(case['frames_per_sec'])} | "
+            f"{_fmt(case['x_realtime'])} | {_fmt(stages.get('decode'))} | "
+            f"{_fmt(stages.get('inference'))} | {_fmt(case['peak_rss_mib'])} |"
+        )
+    cold = res.get("cold_start", {})
+    lines += ["", "## 4. Cold start (fresh functions/venv process, import main.py, 12 MP JPEG)", ""]
+    if cold.get("summary"):
+        lines += ["| stage | median ms | p90 ms |", "|---|---:|---:|"]
+        for stage, t in cold["summary"].items():
+            lines.append(f"| {stage} | {_fmt(t['median_ms'])} | {_fmt(t['p90_ms'])} |")
+    else:
+        lines.append(f"not measured: {cold.get('error', '?')}")
+    lines += ["", "## 5. Model files", "", "| model | MiB | bytes |", "|---|---:|---:|"]
+    for name, f in res["models"].items():
+        lines.append(f"| {name} | {f['mib']:.2f} | {f['bytes']:,} |")
+    return "\n".join(lines) + "\n"
+
+
+def chart(res: dict[str, Any], path: Path) -> Path:
+    """Four panels: image bytes-to-labels, inference per image, video, cold start stages."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8))
+    ax = axes[0][0]
+    ways = ("notebook", "fp32", "int8")
+    colours = {"notebook": "#999999", "fp32": "#4c72b0", "int8": "#dd8452"}
+    images = list(res["image"])
+    for j, way in enumerate(ways):
+        vals = [_median(res["image"][im].get(way)) or 0 for im in images]
+        xs = [i + (j - 1) * 0.27 for i in range(len(images))]
+        bars = ax.bar(xs, vals, width=0.27, label=way, color=colours[way])
+        ax.bar_label(bars, fmt="%.0f", fontsize=8)
+    ax.set_xticks(range(len(images)), images)
+    ax.set_yscale("log")
+    ax.set_ylabel("ms, median (log)")
+    ax.set_title("Bytes to labels per image")
+    ax.legend()
+
+    ax = axes[0][1]
+    keys = [k for k, c in res["inference"].items() if "time" in c]
+    vals = [res["inference"][k]["per_image_median_ms"] for k in keys]
+    bars = ax.bar(keys, vals, color=[colours["int8" if "int8" in k else "fp32"] for k in keys])
+    ax.bar_label(bars, fmt="%.1f", fontsize=8)
+    ax.set_ylabel("ms per image, median")
+    ax.set_title("Inference alone (ONNX Runtime)")
+
+    ax = axes[1][0]
+    vid = {k: c for k, c in res.get("video", {}).items() if "time" in c}
+    if vid:
+        bars = ax.bar(list(vid), [c["time"]["median_ms"] / 1000 for c in vid.values()])
+        ax.bar_label(bars, labels=[f"{c['x_realtime']:.0f}x real time" for c in vid.values()])
+        ax.axhline(2.0, color="red", linestyle="--", label="goal at 1 fps (2 s)")
+        ax.legend()
+    ax.set_ylabel("s, median")
+    ax.set_title(f"{res['meta']['video_seconds']:g} s 720p video, end to end")
+
+    ax = axes[1][1]
+    summary = res.get("cold_start", {}).get("summary", {})
+    stages = [s for s in ("import_main_ms", "model_load_ms", "first_inference_ms") if s in summary]
+    left = 0.0
+    for stage in stages:
+        width = summary[stage]["median_ms"]
+        ax.barh(["cold start"], [width], left=left, label=stage.removesuffix("_ms"))
+        left += width
+    if "to_first_result_ms" in summary:
+        ax.axvline(summary["to_first_result_ms"]["median_ms"], color="black", label="process total")
+    ax.axvline(700, color="red", linestyle="--", label="goal 700 ms")
+    ax.set_xlabel("ms, median")
+    ax.set_title("Cold start")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

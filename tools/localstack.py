@@ -56,11 +56,13 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import IO, Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EMULATORS_DIR = REPO_ROOT / "tools" / "emulators"
@@ -180,9 +182,9 @@ def clear_stale_listeners(ports: list[int] | None = None, *, force: bool = False
     killed: list[int] = []
     foreign: list[str] = []
     for port, pids in sorted(holders.items()):
-        for pid in pids:
+        for pid in sorted(set(pids)):
             cmd = _cmdline(pid)
-            if pid == os.getpid():
+            if pid == os.getpid() or pid in killed:
                 continue
             if force or _looks_like_ours(cmd):
                 _kill_tree(pid)
@@ -195,6 +197,7 @@ def clear_stale_listeners(ports: list[int] | None = None, *, force: bool = False
             + "\n  ".join(foreign)
             + "\nstop them (or run `python tools/localstack.py stop --force`)."
         )
+    killed += kill_orphaned_workers()
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         busy = [p for p in ports if port_open(p)]
@@ -202,6 +205,61 @@ def clear_stale_listeners(ports: list[int] | None = None, *, force: bool = False
             return killed
         time.sleep(0.2)
     raise StackError(f"ports still busy after clearing leftovers: {busy}")
+
+
+def kill_orphaned_workers() -> list[int]:
+    """Kill Python function servers whose firebase-tools parent is gone.
+
+    firebase-tools starts the discovery server (``firebase_functions/private/serving.py``)
+    detached, in a session of its own, so killing firebase's process group misses it
+    when firebase dies mid-discovery. An orphan (parent is init) of that script
+    belongs to no running stack: the stack lock makes ours the only one.
+    """
+    killed: list[int] = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            stat = (proc / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid != 1:
+            continue
+        cmd = _cmdline(int(proc.name))
+        if "firebase_functions/private/serving.py" in cmd:
+            _kill_tree(int(proc.name))
+            killed.append(int(proc.name))
+    return killed
+
+
+def try_lock() -> IO[str] | None:
+    """Take the machine-wide stack lock without waiting; None if someone holds it.
+
+    The owner's PID is written into the file so others can say who is running.
+    The lock is released when the returned file is closed (or its process dies).
+    """
+    import fcntl
+
+    lock_file = open(LOCK_PATH, "a+")  # noqa: SIM115 - the caller holds it
+    try:
+        fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock_file.close()
+        return None
+    lock_file.seek(0)
+    lock_file.truncate()
+    lock_file.write(f"{os.getpid()}\n")
+    lock_file.flush()
+    return lock_file
+
+
+def lock_owner() -> int | None:
+    """PID written by the current (or last) holder of the stack lock, if readable."""
+    try:
+        return int(LOCK_PATH.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _kill_tree(pid: int, sig: int = signal.SIGKILL) -> None:
@@ -286,7 +344,7 @@ class LocalStack:
     quiet: bool = False
 
     _procs: list[subprocess.Popen[bytes]] = field(default_factory=list, init=False, repr=False)
-    _lock_file: object = field(default=None, init=False, repr=False)
+    _lock_file: IO[str] | None = field(default=None, init=False, repr=False)
     _logs: dict[str, Path] = field(default_factory=dict, init=False, repr=False)
     functions: list[str] = field(default_factory=list, init=False)
 
@@ -341,6 +399,8 @@ class LocalStack:
         """Stop every process group this object started (SIGINT, then SIGKILL)."""
         for proc in reversed(self._procs):
             self._stop_group(proc)
+        if self._procs and self._lock_file is not None:
+            kill_orphaned_workers()  # detached discovery servers, see there
         self._procs.clear()
         if self._lock_file is not None:
             self._lock_file.close()  # releases the flock
@@ -352,23 +412,22 @@ class LocalStack:
         Without this, two test runs (or a test run and `make serve`) would each
         treat the other's emulators as leftovers and kill them.
         """
-        import fcntl
-
-        lock_file = open(LOCK_PATH, "w")  # noqa: SIM115 - held until stop()
         deadline = time.monotonic() + float(os.environ.get("MC_STACK_LOCK_WAIT", 1800))
         announced = False
         while True:
-            try:
-                fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            lock_file = try_lock()
+            if lock_file is not None:
                 break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    lock_file.close()
-                    raise StackError(f"another local stack holds {LOCK_PATH}") from None
-                if not announced:
-                    self._say(f"waiting for another local stack to finish ({LOCK_PATH})")
-                    announced = True
-                time.sleep(1)
+            if time.monotonic() > deadline:
+                raise StackError(
+                    f"another local stack (pid {lock_owner()}) holds {LOCK_PATH}"
+                ) from None
+            if not announced:
+                self._say(
+                    f"waiting for another local stack (pid {lock_owner()}) to finish ({LOCK_PATH})"
+                )
+                announced = True
+            time.sleep(1)
         self._lock_file = lock_file
 
     # --- steps ------------------------------------------------------------------
@@ -537,6 +596,38 @@ class LocalStack:
             proc.wait(timeout=5)
 
 
+def default_bucket() -> Any:
+    """The project's default bucket on the Storage emulator (google-cloud-storage).
+
+    Anonymous credentials: the emulator does not check them, and the default ones
+    would try to reach Google for a token. The bucket name is the one firebase-tools
+    gives a ``demo-`` project and hands to the functions in ``FIREBASE_CONFIG``.
+    """
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    client = storage.Client(
+        project=PROJECT_ID,
+        credentials=AnonymousCredentials(),
+        client_options={"api_endpoint": f"http://{HOST}:{PORTS['storage']}"},
+    )
+    return client.bucket(DEFAULT_BUCKET)
+
+
+def firestore_db() -> Any:
+    """A Firestore client on the emulator (sets ``FIRESTORE_EMULATOR_HOST`` if unset)."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import firestore
+
+    os.environ.setdefault("FIRESTORE_EMULATOR_HOST", f"{HOST}:{PORTS['firestore']}")
+    return firestore.Client(project=PROJECT_ID, credentials=AnonymousCredentials())
+
+
+def result_doc_id(object_name: str) -> str:
+    """A result document's ID: JavaScript's ``encodeURIComponent`` of the object name."""
+    return urllib.parse.quote(object_name, safe="!~*'()")
+
+
 def wait_for_existing(timeout: float = 5.0) -> bool:
     """True if a stack (started elsewhere) answers on all our ports."""
     deadline = time.monotonic() + timeout
@@ -595,7 +686,17 @@ def _main(argv: list[str] | None = None) -> int:
                 print(f"{name:10} {port:5}  {'up' if port_open(port) else 'down'}")
             return 0
         if args.command == "stop":
-            killed = clear_stale_listeners(force=args.force)
+            lock = try_lock()
+            if lock is None and not args.force:
+                raise StackError(
+                    f"a running LocalStack (pid {lock_owner()}) owns the emulators; stop it "
+                    "there (Ctrl-C / end its tests), or use --force to kill them anyway"
+                )
+            try:
+                killed = clear_stale_listeners(force=args.force)
+            finally:
+                if lock is not None:
+                    lock.close()
             print(f"killed {killed}" if killed else "nothing was running on our ports")
             return 0
         with LocalStack(project_dir=args.project_dir, log_dir=args.log_dir):

@@ -18,7 +18,6 @@ import json
 import os
 import time
 import urllib.error
-import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -27,14 +26,16 @@ from typing import Any
 
 import pytest
 
+from tools import localstack
 from tools.localstack import (
-    DEFAULT_BUCKET,
     HOST,
     PORTS,
     PROJECT_ID,
     LocalStack,
+    default_bucket,
     emulator_env,
     env_flag,
+    result_doc_id,
     tail,
     wait_for_existing,
 )
@@ -51,11 +52,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if E2E_DIR in Path(str(item.path)).resolve().parents:
             item.add_marker(pytest.mark.e2e)
-
-
-def result_doc_id(object_name: str) -> str:
-    """The result document ID: JavaScript's ``encodeURIComponent`` of the object name."""
-    return urllib.parse.quote(object_name, safe="!~*'()")
 
 
 @pytest.fixture(scope="session")
@@ -102,30 +98,14 @@ def object_name(run_id: str, request: pytest.FixtureRequest) -> Callable[..., st
 
 @pytest.fixture(scope="session")
 def storage_bucket(stack: LocalStack | None) -> Any:
-    """The project's default bucket on the Storage emulator (google-cloud-storage).
-
-    Anonymous credentials: the emulator does not check them, and the default ones
-    would try to reach Google for a token. The bucket name is the one firebase-tools
-    gives a ``demo-`` project and hands to the functions (``FIREBASE_CONFIG``).
-    """
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import storage
-
-    client = storage.Client(
-        project=PROJECT_ID,
-        credentials=AnonymousCredentials(),
-        client_options={"api_endpoint": f"http://{HOST}:{PORTS['storage']}"},
-    )
-    return client.bucket(DEFAULT_BUCKET)
+    """The default bucket ``demo-media-classifier.appspot.com`` on the Storage emulator."""
+    return default_bucket()
 
 
 @pytest.fixture(scope="session")
 def firestore_db(stack: LocalStack | None) -> Any:
     """A Firestore client on the emulator at 127.0.0.1:8080."""
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import firestore
-
-    return firestore.Client(project=PROJECT_ID, credentials=AnonymousCredentials())
+    return localstack.firestore_db()
 
 
 @pytest.fixture

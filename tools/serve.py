@@ -1,0 +1,113 @@
+"""`make serve`: the local emulator stack, left running for your own clients until Ctrl-C.
+
+Prints where each emulator listens, how to upload (curl against the Storage
+emulator's Firebase API, or google-cloud-storage) and how to read the result
+documents (Firestore emulator, collection ``mediaResults``). Ctrl-C (or SIGTERM)
+stops everything, including the Python function workers.
+
+While it runs, tests and the demo can share it from another terminal with
+``MC_STACK_RUNNING=1 make test-e2e`` / ``MC_STACK_RUNNING=1 make demo``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tools.localstack import (
+    DEFAULT_BUCKET,
+    HOST,
+    PORTS,
+    PROJECT_ID,
+    REPO_ROOT,
+    LocalStack,
+    StackError,
+    wait_for_interrupt,
+)
+
+
+def instructions(stack: LocalStack) -> str:
+    """The text shown once the stack is ready (kept in one place so it stays in sync)."""
+    storage = f"http://{HOST}:{PORTS['storage']}"
+    auth = f"http://{HOST}:{PORTS['auth']}"
+    sample = "samples/images/chelsea-cat.png"
+    mode = (
+        "Google's emulators (rules enforced)"
+        if stack.real_emulators
+        else "offline stand-ins: security rules are NOT enforced"
+    )
+    firestore_note = (
+        ""
+        if stack.real_emulators
+        else "\nThe offline Firestore stand-in speaks gRPC only (Admin SDKs, server clients):"
+        "\nthe web SDK cannot reach it; use MC_REAL_EMULATORS=1 where Google's emulators"
+        "\ncan be downloaded."
+    )
+    return f"""
+Local Firebase stack for project {PROJECT_ID} ({mode})
+  Storage    {storage}   (bucket {DEFAULT_BUCKET})
+  Firestore  {HOST}:{PORTS["firestore"]}      (gRPC; collection mediaResults)
+  Functions  http://{HOST}:{PORTS["functions"]}
+  Auth       {auth}
+  Hub        http://{HOST}:{PORTS["hub"]}/emulators
+  Functions discovered: {", ".join(stack.functions)}
+  Logs: {stack.log_dir}/firebase.log
+
+Upload (anything under uploads/<uid>/ is classified; the result document ID is
+encodeURIComponent(object name)):
+
+  curl -X POST --data-binary @{sample} -H "Content-Type: image/png" \\
+    "{storage}/v0/b/{DEFAULT_BUCKET}/o?name=uploads%2Fme%2Fcat.png"
+
+  # with Google's real emulators the rules apply: sign in first and add
+  #   -H "Authorization: Bearer $ID_TOKEN", where ID_TOKEN comes from
+  curl -s -X POST -H "Content-Type: application/json" \\
+    -d '{{"email":"me@example.com","password":"secret123","returnSecureToken":true}}' \\
+    "{auth}/identitytoolkit.googleapis.com/v1/accounts:signUp?key=any"
+
+  # Python (google-cloud-storage)
+  from google.auth.credentials import AnonymousCredentials
+  from google.cloud import storage
+  client = storage.Client(project="{PROJECT_ID}", credentials=AnonymousCredentials(),
+                          client_options={{"api_endpoint": "{storage}"}})
+  client.bucket("{DEFAULT_BUCKET}").blob("uploads/me/cat.png").upload_from_filename(
+      "{sample}", content_type="image/png")
+
+Read the result (Python, google-cloud-firestore):
+
+  import os, urllib.parse
+  os.environ["FIRESTORE_EMULATOR_HOST"] = "{HOST}:{PORTS["firestore"]}"
+  from google.auth.credentials import AnonymousCredentials
+  from google.cloud import firestore
+  db = firestore.Client(project="{PROJECT_ID}", credentials=AnonymousCredentials())
+  doc_id = urllib.parse.quote("uploads/me/cat.png", safe="!~*'()")
+  print(db.collection("mediaResults").document(doc_id).get().to_dict())
+
+Apps: connectStorageEmulator(storage, "{HOST}", {PORTS["storage"]}),
+connectAuthEmulator(auth, "{auth}"), connectFirestoreEmulator(db, "{HOST}", {PORTS["firestore"]});
+Android emulators reach this machine as 10.0.2.2.{firestore_note}
+
+Ctrl-C stops the stack.
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--project-dir", type=Path, default=REPO_ROOT, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    try:
+        with LocalStack(project_dir=args.project_dir) as stack:
+            print(instructions(stack), flush=True)
+            wait_for_interrupt()
+            print("stopping the local stack ...", flush=True)
+    except StackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

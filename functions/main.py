@@ -5,7 +5,11 @@ inside the handlers: the Firebase CLI imports this file to discover the function
 with a 10 s limit, and the model loads once per instance on the first event.
 """
 
-from firebase_functions import options, storage_fn
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from firebase_functions import https_fn, options, storage_fn
 
 from media_classifier import config
 
@@ -55,3 +59,47 @@ def forget_deleted(event: storage_fn.CloudEvent[storage_fn.StorageObjectData]) -
         prefix=config.WATCH_PREFIX.value,
         collection=config.RESULTS_COLLECTION.value,
     )
+
+
+# --- HTTPS: callable ``classify`` (apps) and REST ``api`` (any backend) ----------------
+# Same runtime as the trigger (video by path can take as long); concurrency bounded so a
+# burst of 10 MB bodies and their decoded pixels stays inside the 4 GiB.
+HTTPS_RUNTIME = {**RUNTIME, "concurrency": 8}
+
+
+def _admin_app_first(handler: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """Create the firebase-admin app before the SDK's callable wrapper verifies tokens.
+
+    The Python SDK checks the ID token (``firebase_admin.auth``) before our code runs and
+    needs the default app by then; creating it here keeps the import of this file cheap.
+    ``functools.wraps`` copies the endpoint attribute the CLI discovers functions by.
+    """
+
+    @functools.wraps(handler)
+    def wrapper(request: Any) -> Any:
+        from media_classifier.clients import get_app
+
+        get_app()
+        return handler(request)
+
+    return wrapper
+
+
+@_admin_app_first
+@https_fn.on_call(**HTTPS_RUNTIME)
+def classify(req: https_fn.CallableRequest) -> dict:
+    """Classify ``{path}`` (an object the caller owns) or ``{image}`` (base64) on demand."""
+    from media_classifier.callable_api import handle
+
+    return handle(req, enforce_app_check=config.ENFORCE_APP_CHECK.value)
+
+
+# Any origin may call: requests authorize with a bearer token, never with cookies.
+@https_fn.on_request(
+    cors=options.CorsOptions(cors_origins="*", cors_methods=["GET", "POST"]), **HTTPS_RUNTIME
+)
+def api(req: https_fn.Request) -> https_fn.Response:
+    """REST API: POST /v1/classify, GET /v1/models, GET /v1/health (see openapi.yaml)."""
+    from media_classifier.https_api import serve
+
+    return serve(req)

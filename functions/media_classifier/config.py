@@ -77,3 +77,14 @@ def model_for(object_name: str) -> str:
     from .storage_handler import route_model
 
     return route_model(object_name, WATCH_PREFIX.value, routes(), DEFAULT_MODEL.value)
+
+
+# --- HTTPS triggers (callable ``classify`` and REST ``api``) ---------------------------
+HTTPS_MAX_BYTES = params.IntParam(
+    "HTTPS_MAX_BYTES",
+    default=10 * 1024 * 1024,
+    description=(
+        "Largest media carried inside an HTTPS request (callable base64 image after decoding,"
+        " REST body). Cloud Functions caps requests at 32 MB; larger files go through Storage."
+    ),
+)

@@ -121,3 +121,28 @@ def request_failed(endpoint: str, code: str, message: str) -> None:
     _write(
         "WARNING", "request_error", f"{endpoint}: {code}: {message}", endpoint=endpoint, code=code
     )
+
+
+def request_served(endpoint: str, model: str, kind: str, top: str | None, timings: dict) -> None:
+    _write(
+        "INFO",
+        "request_done",
+        f"{endpoint}: classified {kind} as {top!r}",
+        endpoint=endpoint,
+        model=model,
+        kind=kind,
+        top=top,
+        timings=timings,
+    )
+
+
+def request_internal_error(endpoint: str, exc: BaseException) -> None:
+    """The full exception stays in the logs; the client only gets a fixed message."""
+    _write(
+        "ERROR",
+        "request_internal_error",
+        f"{endpoint}: {type(exc).__name__}: {exc}",
+        endpoint=endpoint,
+        code="INTERNAL",
+        exception=type(exc).__name__,
+    )

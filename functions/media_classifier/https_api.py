@@ -1,0 +1,290 @@
+"""The REST function ``api``: classify from any backend with a Firebase ID token.
+
+Routes (``functions/openapi.yaml`` is the contract; keep them in step)::
+
+    POST /v1/classify   raw media body, or multipart/form-data with a part named "file";
+                        query: model, topK. Reply: the result document's fields.
+    GET  /v1/models     the served models (id, name, version, input size, resize, labels)
+    GET  /v1/health     public liveness probe
+
+Every route but health needs ``Authorization: Bearer <Firebase ID token>``. Every error
+has the body ``{"error": {"code", "status", "message"}}`` (:mod:`http_errors`).
+
+Why plain data in, plain data out: :func:`handle` takes an :class:`ApiRequest` and a
+token verifier and returns an :class:`ApiResponse`, so routing, auth, parsing and error
+mapping are unit-tested without Flask or the Auth service; :func:`serve` is the thin
+Flask adapter that ``main.py`` wires to ``https_fn.on_request``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from . import logs
+from .errors import ErrorCode
+from .http_errors import ApiError, RequestCode, from_exception, invalid, is_unexpected
+from .on_demand import Registry, Settings, classify_media, parse_top_k, resolve_model
+
+if TYPE_CHECKING:
+    import flask
+
+ENDPOINT = "api"
+ROUTES: dict[str, tuple[str, ...]] = {
+    "/v1/classify": ("POST",),
+    "/v1/models": ("GET",),
+    "/v1/health": ("GET",),
+}
+PUBLIC_ROUTES = frozenset({"/v1/health"})
+#: Room for multipart boundaries and part headers on top of the media size limit.
+MULTIPART_OVERHEAD = 64 * 1024
+MULTIPART_FILE_FIELD = "file"
+
+TokenVerifier = Callable[[str], str]
+
+
+@dataclass(frozen=True)
+class ApiRequest:
+    """The parts of an HTTP request the API reads. ``headers`` keys are lower-case."""
+
+    method: str
+    path: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    query: Mapping[str, str] = field(default_factory=dict)
+    content_length: int | None = None
+    read_body: Callable[[], bytes] = lambda: b""
+
+
+@dataclass(frozen=True)
+class ApiResponse:
+    """Status, JSON body and extra headers (``Content-Type`` is always JSON)."""
+
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def route_of(path: str) -> str:
+    """The route a request path names.
+
+    The function may be reached as ``/v1/...`` (Cloud Functions / Cloud Run URL, the
+    emulator) or as ``/api/v1/...`` (a Hosting rewrite keeps the full path); a trailing
+    slash is tolerated.
+    """
+    route = "/" + path.strip("/")
+    if route.startswith("/api/"):
+        route = route[len("/api") :]
+    return route
+
+
+def bearer_token(headers: Mapping[str, str]) -> str:
+    """The token of ``Authorization: Bearer <token>``; raises UNAUTHENTICATED otherwise."""
+    value = headers.get("authorization", "")
+    scheme, _, token = value.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(
+            RequestCode.UNAUTHENTICATED,
+            "send Authorization: Bearer <Firebase ID token> (getIdToken() of a signed-in user)",
+        )
+    return token.strip()
+
+
+def verify_id_token(token: str) -> str:
+    """The uid of a valid Firebase ID token (the Auth emulator's when it is configured).
+
+    firebase-admin switches to the Auth emulator's unsigned tokens by itself when
+    ``FIREBASE_AUTH_EMULATOR_HOST`` is set, which the Functions emulator does.
+    """
+    from firebase_admin import auth
+
+    from .clients import get_app
+
+    try:
+        claims = auth.verify_id_token(token, app=get_app(), clock_skew_seconds=5)
+    except (ValueError, auth.InvalidIdTokenError):
+        raise ApiError(
+            RequestCode.UNAUTHENTICATED,
+            "the ID token is invalid or expired; get a fresh one with getIdToken() and retry",
+        ) from None
+    uid = claims.get("uid") or claims.get("sub")
+    if not uid:
+        raise ApiError(RequestCode.UNAUTHENTICATED, "the ID token names no user")
+    return str(uid)
+
+
+def extract_media(body: bytes, content_type: str | None) -> bytes:
+    """The media of a classify request: the ``file`` part of a multipart body, else the body.
+
+    Any other content type is taken as the raw file: the media type is sniffed from the
+    bytes, so a wrong or missing ``Content-Type`` does not matter.
+    """
+    from werkzeug.http import parse_options_header
+
+    mimetype, options = parse_options_header(content_type or "")
+    if mimetype != "multipart/form-data":
+        return body
+    boundary = options.get("boundary")
+    if not boundary:
+        raise invalid("multipart/form-data needs a boundary parameter in Content-Type")
+    parts = multipart_parts(body, boundary.encode("latin-1", "replace"))
+    if MULTIPART_FILE_FIELD not in parts:
+        raise invalid(f"the multipart body needs a part named {MULTIPART_FILE_FIELD!r}")
+    return parts[MULTIPART_FILE_FIELD]
+
+
+def multipart_parts(body: bytes, boundary: bytes) -> dict[str, bytes]:
+    """Raw bytes of each named part (first occurrence), files and fields alike.
+
+    Werkzeug's sans-IO decoder is used directly so a file sent without ``filename``
+    (some clients do) keeps its bytes instead of being decoded as text.
+    """
+    from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder
+
+    decoder = MultipartDecoder(boundary, max_parts=100)
+    parts: dict[str, bytes] = {}
+    name: str | None = None
+    chunks: list[bytes] = []
+    try:
+        decoder.receive_data(body)
+        decoder.receive_data(None)
+        for _ in range(10_000):  # each event consumes input; bounded all the same
+            event = decoder.next_event()
+            if isinstance(event, Field | File):
+                name, chunks = event.name, []
+            elif isinstance(event, Data):
+                chunks.append(event.data)
+                if not event.more_data and name is not None:
+                    parts.setdefault(name, b"".join(chunks))
+            elif isinstance(event, Epilogue):
+                return parts
+            elif type(event).__name__ == "NeedData":
+                break
+    except Exception as exc:  # werkzeug reports malformed input as ValueError and friends
+        raise invalid(f"malformed multipart/form-data body ({type(exc).__name__})") from None
+    raise invalid("malformed multipart/form-data body (it does not end with the boundary)")
+
+
+def classify_request(
+    body: bytes,
+    content_type: str | None,
+    query: Mapping[str, str],
+    uid: str,
+    *,
+    settings: Settings,
+    registry: Registry,
+) -> tuple[int, dict[str, Any]]:
+    """``POST /v1/classify`` for an authenticated user: ``(status, JSON body)``.
+
+    Options are validated before the body is parsed, so a wrong ``topK`` is reported
+    without decoding anything.
+    """
+    del uid  # the media travels in the request: nothing to check against the owner
+    try:
+        top_k = parse_top_k(query.get("topK"), settings.top_k)
+        model = resolve_model(query.get("model"), settings.default_model, registry)
+        result = classify_media(extract_media(body, content_type), model, top_k, settings)
+    except Exception as exc:
+        return _error(exc)
+    top = result["labels"][0]["label"] if result.get("labels") else None
+    logs.request_served(
+        f"{ENDPOINT} /v1/classify", model.key, result["kind"], top, result["timings"]
+    )
+    return 200, result
+
+
+def _error(exc: BaseException) -> tuple[int, dict[str, Any]]:
+    error = from_exception(exc)
+    if is_unexpected(exc):
+        logs.request_internal_error(ENDPOINT, exc)
+    else:
+        logs.request_failed(ENDPOINT, error.code, error.message)
+    return error.http_status, error.body()
+
+
+def _reply(status: int, body: dict[str, Any]) -> ApiResponse:
+    headers = {}
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="media-classifier"'
+    return ApiResponse(status, body, headers)
+
+
+def handle(
+    request: ApiRequest,
+    *,
+    verify_token: TokenVerifier,
+    settings: Settings,
+    registry: Registry,
+) -> ApiResponse:
+    """Route, authenticate and answer one request. Never raises."""
+    route = route_of(request.path)
+    methods = ROUTES.get(route)
+    if methods is None:
+        known = ", ".join(f"{ROUTES[r][0]} {r}" for r in ROUTES)
+        return _reply(*_error(ApiError(ErrorCode.NOT_FOUND, f"no such route; try {known}")))
+    if request.method.upper() not in methods:
+        status, body = _error(
+            ApiError(
+                RequestCode.METHOD_NOT_ALLOWED,
+                f"{route} accepts {', '.join(methods)}, not {request.method.upper()}",
+            )
+        )
+        return ApiResponse(status, body, {"Allow": ", ".join(methods)})
+    try:
+        uid = None if route in PUBLIC_ROUTES else verify_token(bearer_token(request.headers))
+        if route == "/v1/health":
+            return _reply(200, {"status": "ok", "models": registry.keys()})
+        if route == "/v1/models":
+            keys = registry.keys()  # a registry, not a dict: keys() lists the model files
+            models = [registry.get(key).describe() for key in keys]
+            return _reply(200, {"default": settings.default_model, "models": models})
+        assert uid is not None
+        limit = settings.request_limits().max_bytes + MULTIPART_OVERHEAD
+        if request.content_length is not None and request.content_length > limit:
+            raise ApiError(
+                ErrorCode.TOO_LARGE,
+                f"the request body is {request.content_length:,} bytes; the limit is"
+                f" {settings.request_limits().max_bytes:,} bytes of media. Upload larger files"
+                f" to Storage under {settings.prefix}<uid>/ instead.",
+            )
+        body = request.read_body()
+        if len(body) > limit:
+            raise ApiError(ErrorCode.TOO_LARGE, f"the request body exceeds {limit:,} bytes")
+        content_type = request.headers.get("content-type")
+        return _reply(
+            *classify_request(
+                body, content_type, request.query, uid, settings=settings, registry=registry
+            )
+        )
+    except Exception as exc:
+        return _reply(*_error(exc))
+
+
+def serve(request: flask.Request) -> flask.Response:
+    """Flask adapter for ``https_fn.on_request`` (CORS is added by the decorator)."""
+    import flask
+
+    from .model import default_registry
+    from .on_demand import current_settings
+
+    api_request = ApiRequest(
+        method=request.method,
+        path=request.path,
+        headers={key.lower(): value for key, value in request.headers.items()},
+        query={key: request.args.get(key, "") for key in request.args},
+        content_length=request.content_length,
+        read_body=lambda: request.get_data(cache=False, parse_form_data=False),
+    )
+    reply = handle(
+        api_request,
+        verify_token=verify_id_token,
+        settings=current_settings(),
+        registry=default_registry(),
+    )
+    return flask.Response(
+        json.dumps(reply.body),
+        status=reply.status,
+        headers=reply.headers,
+        mimetype="application/json",
+    )

@@ -1,0 +1,189 @@
+"""Classification on demand: what the callable ``classify`` and the REST ``api`` share.
+
+Why a module of its own: both HTTPS entry points validate the same options (model,
+topK), enforce the same size limit and must answer with exactly the fields a result
+document of the Storage trigger has. Everything here takes plain values (bytes, a
+uid, a :class:`Settings`) so it is unit-tested without a server; reading params and
+creating Admin SDK clients happens only in :func:`current_settings` and the handlers.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .errors import ErrorCode, MediaError
+from .http_errors import ApiError, RequestCode, invalid
+from .pipeline import Limits
+
+if TYPE_CHECKING:
+    from .model import Model
+
+#: Bounds of ``topK``: at least one label; 20 is plenty for a UI and keeps replies small.
+MIN_TOP_K = 1
+MAX_TOP_K = 20
+_DIGITS = re.compile(r"[0-9]{1,6}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The configuration a request needs, as plain values (see :func:`current_settings`)."""
+
+    default_model: str = "imagenet_mobilenet_v2"
+    top_k: int = 5
+    limits: Limits = field(default_factory=Limits)
+    max_request_bytes: int = 10 * 1024 * 1024
+    prefix: str = "uploads/"
+    routes: Mapping[str, str] = field(default_factory=dict)
+
+    def request_limits(self) -> Limits:
+        """Limits for media carried in a request: never more than the request cap."""
+        return replace(self.limits, max_bytes=min(self.limits.max_bytes, self.max_request_bytes))
+
+
+def current_settings() -> Settings:
+    """The settings in force for this instance, read from the deployment params."""
+    from . import config
+
+    return Settings(
+        default_model=config.DEFAULT_MODEL.value,
+        top_k=config.TOP_K.value,
+        limits=config.limits(),
+        max_request_bytes=config.HTTPS_MAX_BYTES.value,
+        prefix=config.WATCH_PREFIX.value,
+        routes=config.routes(),
+    )
+
+
+class Registry(Protocol):
+    """What the handlers need of :class:`media_classifier.model.ModelRegistry`."""
+
+    def keys(self) -> list[str]: ...
+
+    def get(self, key: str) -> Model: ...
+
+
+def parse_top_k(value: object, default: int) -> int:
+    """``topK`` from a JSON number or a query string; absent means the configured default.
+
+    Strict on purpose: ``true``, ``2.5``, ``"-1"`` or ``" 3"`` are mistakes the caller
+    should hear about rather than have silently rounded or clamped.
+    """
+    if value is None or value == "":
+        return default
+    number: int | None = None
+    if isinstance(value, bool):
+        number = None
+    elif isinstance(value, int):
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)  # JavaScript has only one number type: 5 may arrive as 5.0
+    elif isinstance(value, str) and _DIGITS.fullmatch(value):
+        number = int(value)
+    if number is None or not MIN_TOP_K <= number <= MAX_TOP_K:
+        raise invalid(f"topK must be an integer from {MIN_TOP_K} to {MAX_TOP_K}, got {value!r}")
+    return number
+
+
+def resolve_model(value: object, default: str, registry: Registry) -> Model:
+    """The model a request names (its id, see ``GET /v1/models``), else the default."""
+    key = default if value is None or value == "" else value
+    if not isinstance(key, str):
+        raise invalid(f"model must be a model id string, got {type(value).__name__}")
+    served = registry.keys()
+    if key not in served:
+        shown = key if len(key) <= 64 else key[:61] + "..."
+        raise ApiError(
+            ErrorCode.UNKNOWN_MODEL,
+            f"no model {shown!r} is served; available: {', '.join(served) or 'none'}",
+        )
+    return registry.get(key)
+
+
+def check_request_size(size: int, settings: Settings) -> None:
+    """Refuse media above the HTTPS cap, saying how to send larger files instead."""
+    limit = settings.request_limits().max_bytes
+    if size > limit:
+        raise ApiError(
+            ErrorCode.TOO_LARGE,
+            f"the media is {size:,} bytes; HTTPS requests accept up to {limit:,}. Upload larger"
+            f" files to Storage under {settings.prefix}<uid>/ and classify them by path.",
+        )
+
+
+def classify_media(data: bytes, model: Model, top_k: int, settings: Settings) -> dict[str, Any]:
+    """Classify media received in a request; the reply has the result document's fields."""
+    from .pipeline import classify_bytes
+
+    check_request_size(len(data), settings)
+    if not data:
+        raise MediaError(ErrorCode.EMPTY, "the media is empty (0 bytes)")
+    outcome = classify_bytes(data, model, top_k=top_k, limits=settings.request_limits())
+    return outcome.fields()
+
+
+# --- objects in the default bucket (callable ``{path}``) -------------------------------
+
+
+def check_object_path(path: object, uid: str, prefix: str) -> str:
+    """Validate an object name and that the caller owns it: ``{prefix}{uid}/...``.
+
+    Why before touching Storage: the answer for another user's object must not depend on
+    whether it exists, or the callable would reveal other users' file names.
+    """
+    from .storage_handler import owner_of, should_process
+
+    if not isinstance(path, str) or not path:
+        raise invalid("path must be a non-empty string: the object name, e.g. uploads/<uid>/a.jpg")
+    if path.startswith("gs://") or len(path.encode()) > 1024 or "\n" in path or "\r" in path:
+        raise invalid("path must be an object name in the default bucket (no gs://, <= 1024 bytes)")
+    if not should_process(path, prefix) or owner_of(path, prefix) != uid:
+        raise ApiError(
+            RequestCode.PERMISSION_DENIED,
+            f"you can classify only your own uploads: objects under {prefix}{uid}/",
+        )
+    return path
+
+
+class Bucket(Protocol):
+    """What :func:`classify_object` needs of ``google.cloud.storage.Bucket``."""
+
+    def get_blob(self, blob_name: str) -> Any: ...
+
+
+def classify_object(
+    path: str, bucket: Bucket, model: Model, top_k: int, settings: Settings
+) -> dict[str, Any]:
+    """Download an (owner-checked) object with the Admin SDK and classify it.
+
+    The same size limit as the Storage trigger applies (the file does not travel in the
+    request), checked from the object's metadata before any byte is downloaded.
+    """
+    from google.api_core import exceptions
+
+    from .pipeline import check_size, classify_file
+
+    blob = bucket.get_blob(path)
+    if blob is None:
+        raise MediaError(ErrorCode.NOT_FOUND, f"no object {path!r} in the default bucket")
+    check_size(int(blob.size or 0), settings.limits)
+    with tempfile.TemporaryDirectory(prefix="mc-call-") as tmp:
+        local = os.path.join(tmp, "object")
+        started = time.perf_counter()
+        try:
+            blob.download_to_filename(local)
+        except exceptions.NotFound as exc:
+            raise MediaError(
+                ErrorCode.NOT_FOUND, f"{path!r} was deleted before it could be read"
+            ) from exc
+        download_ms = round((time.perf_counter() - started) * 1000, 2)
+        if os.path.getsize(local) == 0:
+            raise MediaError(ErrorCode.EMPTY, f"{path!r} is empty (0 bytes)")
+        outcome = classify_file(local, model, top_k=top_k, limits=settings.limits)
+    outcome.timings = {"download": download_ms, **outcome.timings}
+    return {"path": path, **outcome.fields()}

@@ -1,0 +1,38 @@
+"""Shared pieces of the HTTPS unit tests: a registry of the colour model, settings, images."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from PIL import Image
+
+from media_classifier.model import ModelRegistry
+from media_classifier.on_demand import Settings
+from media_classifier.pipeline import Limits
+from tests.model_factory import colour_model
+
+
+def colour_registry(directory: Path) -> ModelRegistry:
+    """A registry serving one model, ``colour`` (red/green/blue, answers known)."""
+    colour_model(directory / "colour.onnx")
+    return ModelRegistry(directory)
+
+
+def settings(**overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "default_model": "colour",
+        "top_k": 3,
+        "limits": Limits(),
+        "max_request_bytes": 1024 * 1024,
+        "prefix": "uploads/",
+        "routes": {},
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+def png(colour: tuple[int, int, int] = (255, 0, 0), size: tuple[int, int] = (40, 30)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, colour).save(buf, format="PNG")
+    return buf.getvalue()

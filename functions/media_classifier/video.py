@@ -1,0 +1,669 @@
+"""Videos (and animated GIF/WebP) as a stream of model-sized frames with timestamps.
+
+Why this shape: the pipeline only ever needs a few frames per second at the
+model's input size, so ffmpeg does the sampling (``fps`` filter), the rotation
+(autorotate) and the scaling, and writes raw RGB at model size into a pipe.
+Python reads exact frame-size chunks, so it never holds a full-resolution frame
+and memory does not grow with the video's length.
+
+Public API (all the pipeline needs):
+
+- :func:`probe_video` -> :class:`VideoInfo` (duration, display size, fps, ...)
+- :func:`sampling_interval` -> the interval actually used (``every_sec``,
+  stretched so that ``max_frames`` frames cover the whole video)
+- :func:`sample_frames` -> ``(timestamp_sec, uint8 HxWx3)`` pairs
+- :func:`probe_animation` / :func:`sample_animation`: the same contract for
+  animated GIF and WebP through Pillow (ffmpeg cannot decode animated WebP).
+
+Timestamps: frame ``k`` is what is on screen at ``k * interval`` seconds (the
+last frame shown at or before that time), so a variable-frame-rate video is
+sampled on the wall clock, not by frame count. In the keyframe-only fast path
+the frame is the keyframe nearest to that time, within ``0.45 * interval``.
+
+Speed (60 s 1280x720 H.264, 1 frame/s, 2 cores): see ``bench/README.md``. The
+decode strategy is chosen per file from its keyframe index (a cheap packet
+scan, no decoding):
+
+1. keyframes near every sampling tick (phone videos, screen captures with short
+   GOPs, sparse sampling): decode keyframes only (``-skip_frame nokey``), ~10x
+   faster than decoding everything;
+2. otherwise decode everything but the frames nothing references
+   (``-skip_frame noref``: exact) without the deblocking filter
+   (``-skip_loop_filter all``: PSNR 38-50 dB against the full decode, invisible
+   at 224x224), split at keyframes into one single-threaded ffmpeg per CPU,
+   which beats ffmpeg's own frame threading on a busy 2-core machine.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import queue
+import re
+import subprocess
+import threading
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any
+
+from media_classifier.errors import ErrorCode, MediaError
+
+if TYPE_CHECKING:  # numpy and Pillow are imported lazily: cold start matters.
+    import numpy as np
+    from PIL import Image
+
+# Containers ffmpeg may open. Anything else (HLS playlists, concat scripts,
+# image2 patterns, network protocols) is refused by ffmpeg itself, so a crafted
+# upload can never make it read other files or reach the network. Audio
+# containers are listed so an audio-only upload is reported as such.
+_FORMAT_WHITELIST = "mov,matroska,avi,mpeg,mpegts,mp3,wav,ogg,flac,aac"
+_PROTOCOL_WHITELIST = "file"
+PROBE_TIMEOUT_SEC = 20.0
+# A sampling tick is "covered" by a keyframe closer than this many intervals.
+_KEYFRAME_TOLERANCE = 0.45
+#: Same as ``images.CROP_FRACTION`` (kept here so importing video does not import Pillow).
+CROP_FRACTION = 0.875
+# Frames a parallel chunk may decode ahead of the consumer (x 150 KB at 224).
+_CHUNK_QUEUE_FRAMES = 64
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the pipeline needs to know before decoding (limits, result fields).
+
+    ``width``/``height`` are the display size: after rotation and with
+    non-square pixels (SAR) applied. ``rotation`` is the clockwise rotation in
+    degrees (0, 90, 180, 270) that the player (and our decoder) applies.
+    ``fps`` is the nominal rate ffmpeg reports (0.0 when unknown).
+    """
+
+    duration_sec: float
+    width: int
+    height: int
+    fps: float
+    rotation: int
+    codec: str
+    has_audio: bool
+
+
+# --- ffmpeg plumbing ------------------------------------------------------------------
+
+
+def ffmpeg_exe() -> str:
+    """The ffmpeg bundled by imageio-ffmpeg (imported lazily, it resolves a path)."""
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def _cpu_count() -> int:
+    """CPUs this process may use (affinity), not the host's: Cloud Run shares hosts."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _input_args(path: str) -> list[str]:
+    """``-i`` with the whitelists; ``file:`` so a name with ':' is never a protocol."""
+    return [
+        "-format_whitelist",
+        _FORMAT_WHITELIST,
+        "-protocol_whitelist",
+        _PROTOCOL_WHITELIST,
+        "-i",
+        "file:" + os.path.abspath(path),
+    ]
+
+
+def _run(args: list[str], timeout: float) -> subprocess.CompletedProcess[bytes]:
+    """Run ffmpeg to completion with a hard timeout (the process is killed on expiry)."""
+    try:
+        return subprocess.run(
+            [ffmpeg_exe(), "-nostdin", "-hide_banner", *args],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise MediaError(
+            ErrorCode.CORRUPT_MEDIA, f"ffmpeg did not finish reading the file in {timeout:.0f} s"
+        ) from exc
+
+
+# --- probing ----------------------------------------------------------------------------
+
+_STREAM_RE = re.compile(r"^\s*Stream #\d+:(\d+)\S*: (Video|Audio|Subtitle|Data|Attachment): (.*)$")
+_DURATION_RE = re.compile(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
+_SIZE_RE = re.compile(r"\b([1-9]\d{0,4})x([1-9]\d{0,4})\b")
+_SAR_RE = re.compile(r"\[SAR (\d+):(\d+) DAR")
+_FPS_RE = re.compile(r"([\d.]+)(k?) fps")
+_TBR_RE = re.compile(r"([\d.]+)(k?) tbr")
+_DISPLAYMATRIX_RE = re.compile(r"display ?matrix: rotation of (-?[\d.]+) degrees", re.IGNORECASE)
+_ROTATE_TAG_RE = re.compile(r"^\s*rotate\s*:\s*(-?\d+)", re.MULTILINE)
+
+
+def _stream_blocks(text: str) -> list[tuple[str, str, str]]:
+    """(kind, stream line rest, indented block below it) for each stream of input 0."""
+    blocks: list[tuple[str, str, list[str]]] = []
+    for line in text.splitlines():
+        m = _STREAM_RE.match(line)
+        if m:
+            blocks.append((m.group(2), m.group(3), []))
+        elif blocks and line.startswith("    "):
+            blocks[-1][2].append(line)
+        elif blocks and not line.startswith("  "):
+            break  # end of the input description
+    return [(kind, head, "\n".join(body)) for kind, head, body in blocks]
+
+
+def _rate(match: re.Match[str] | None) -> float:
+    if not match:
+        return 0.0
+    return float(match.group(1)) * (1000.0 if match.group(2) else 1.0)
+
+
+def parse_probe(text: str) -> VideoInfo | None:
+    """Parse ``ffmpeg -i`` stderr. None when there is no (non-cover-art) video stream.
+
+    Why parse text: imageio-ffmpeg ships ffmpeg without ffprobe, and its own
+    header parser only knows the legacy ``rotate`` tag, not the display matrix
+    that current ffmpeg prints. Raises CORRUPT_MEDIA when ffmpeg could not open
+    the input at all.
+    """
+    if "Input #0" not in text:
+        last = text.strip().splitlines()[-1:] or ["no output"]
+        if "Invalid argument" in text:
+            raise MediaError(ErrorCode.UNSUPPORTED_MEDIA, "container format not accepted")
+        raise MediaError(ErrorCode.CORRUPT_MEDIA, f"cannot open the video: {last[0][:200]}")
+    blocks = _stream_blocks(text)
+    has_audio = any(kind == "Audio" for kind, _, _ in blocks)
+    for kind, head, body in blocks:
+        if kind != "Video" or "(attached pic)" in head:
+            continue  # cover art inside an audio file is not a video
+        codec = head.split(None, 1)[0].rstrip(",") if head.strip() else "unknown"
+        size = _SIZE_RE.search(head)
+        if not size:
+            raise MediaError(ErrorCode.CORRUPT_MEDIA, "the video stream has no frame size")
+        width, height = int(size.group(1)), int(size.group(2))
+        sar = _SAR_RE.search(head)
+        if sar and int(sar.group(1)) > 0 and int(sar.group(2)) > 0:
+            width = max(1, round(width * int(sar.group(1)) / int(sar.group(2))))
+        rotation = 0
+        matrix = _DISPLAYMATRIX_RE.search(body)
+        tag = _ROTATE_TAG_RE.search(body)
+        if matrix:  # ffmpeg prints the display matrix angle counter-clockwise
+            rotation = round(-float(matrix.group(1)) / 90.0) * 90 % 360
+        elif tag:  # legacy tag, clockwise
+            rotation = round(int(tag.group(1)) / 90.0) * 90 % 360
+        if rotation in (90, 270):
+            width, height = height, width
+        fps = _rate(_FPS_RE.search(head)) or _rate(_TBR_RE.search(head))
+        dur = _DURATION_RE.search(text)
+        duration = (
+            int(dur.group(1)) * 3600 + int(dur.group(2)) * 60 + float(dur.group(3)) if dur else 0.0
+        )
+        return VideoInfo(
+            duration_sec=duration,
+            width=width,
+            height=height,
+            fps=fps,
+            rotation=rotation,
+            codec=codec,
+            has_audio=has_audio,
+        )
+    return None
+
+
+def _scan_packets(path: str, *, timeout: float) -> tuple[list[float], float]:
+    """Presentation times of the video's keyframes, and the stream's end time.
+
+    Demuxing only (``-c copy`` to ``framecrc``, whose lines carry each packet's
+    pts and a flag for non-key packets), no decoding: ~70 ms for a 60 s 720p
+    MP4. Used to choose the decode strategy and for files whose header has no
+    duration (WebM recorded by browsers' MediaRecorder). Not ``-discard
+    nokey``: with B-frames the MP4 demuxer then reports the wrong pts.
+    """
+    args = ["-loglevel", "error", *_input_args(path)]
+    args += ["-map", "0:V:0", "-c", "copy", "-f", "framecrc", "pipe:1"]
+    proc = _run(args, timeout)
+    timebase = Fraction(1, 1)
+    keyframes: list[float] = []
+    end = 0.0
+    for line in proc.stdout.decode("ascii", "replace").splitlines():
+        if line.startswith("#tb 0:"):
+            timebase = Fraction(line.split(":", 1)[1].strip())
+            continue
+        fields = [f.strip() for f in line.split(",")]
+        if line.startswith("#") or len(fields) < 6 or fields[0] != "0":
+            continue
+        try:
+            pts, dur = int(fields[2]), int(fields[3])
+            flags = next((int(f[2:], 16) for f in fields[6:] if f.startswith("F=")), 1)
+        except ValueError:
+            continue
+        end = max(end, float((pts + dur) * timebase))
+        if flags & 1:  # AV_PKT_FLAG_KEY; framecrc prints F= only when flags differ from key
+            keyframes.append(float(pts * timebase))
+    keyframes.sort()
+    return keyframes, end
+
+
+def probe_video(path: str, *, timeout: float = PROBE_TIMEOUT_SEC) -> VideoInfo:
+    """Describe a video file without decoding it (bounded by ``timeout`` seconds).
+
+    Raises ``MediaError``: UNSUPPORTED_MEDIA when there is no video stream
+    (audio only, even with cover art) or the container is not accepted;
+    CORRUPT_MEDIA when ffmpeg cannot read it (truncated header, garbage).
+    """
+    proc = _run(["-loglevel", "info", *_input_args(path)], timeout)
+    text = proc.stderr.decode("utf-8", "replace")
+    info = parse_probe(text)
+    if info is None:
+        raise MediaError(ErrorCode.UNSUPPORTED_MEDIA, "the file has no video stream")
+    if info.duration_sec <= 0:
+        _, end = _scan_packets(path, timeout=timeout)
+        if end <= 0:
+            raise MediaError(ErrorCode.CORRUPT_MEDIA, "the video stream has no packets")
+        info = VideoInfo(**{**info.__dict__, "duration_sec": end})
+    return info
+
+
+# --- sampling plan -------------------------------------------------------------------
+
+
+def sampling_interval(duration_sec: float, every_sec: float, max_frames: int) -> float:
+    """The interval between analysed frames: ``every_sec``, stretched if needed.
+
+    Why stretch: when ``duration / every_sec`` exceeds ``max_frames``, cutting
+    the analysis off after ``max_frames`` frames would silently ignore the end
+    of the video. Spreading ``max_frames`` frames evenly over the whole video
+    keeps the timeline complete, just coarser. Pass the result to
+    ``segments.build_segments(interval=...)``.
+    """
+    if every_sec <= 0 or max_frames < 1:
+        raise ValueError("every_sec must be > 0 and max_frames >= 1")
+    if duration_sec > 0 and duration_sec / every_sec > max_frames:
+        return duration_sec / max_frames
+    return every_sec
+
+
+def _tick_count(duration_sec: float, interval: float, max_frames: int) -> int:
+    """Ticks 0, interval, 2*interval, ... strictly before the end (max_frames if unknown)."""
+    if duration_sec <= 0:
+        return max_frames
+    return max(1, min(max_frames, math.ceil(duration_sec / interval - 1e-6)))
+
+
+def _keyframes_cover(keyframes: list[float], ticks: int, interval: float) -> bool:
+    """True when every tick has a keyframe within ``_KEYFRAME_TOLERANCE * interval``."""
+    if not keyframes:
+        return False
+    import bisect
+
+    tol = _KEYFRAME_TOLERANCE * interval
+    for k in range(ticks):
+        t = k * interval
+        i = bisect.bisect_left(keyframes, t - tol)
+        if i >= len(keyframes) or keyframes[i] > t + tol:
+            return False
+    return True
+
+
+def _split_points(
+    keyframes: list[float], ticks: int, interval: float, parts: int
+) -> list[tuple[int, float]]:
+    """(first tick, seek time) of each parallel chunk; each chunk starts at a keyframe.
+
+    Starting at a keyframe means no frame is decoded twice. The chunk's first
+    tick is the first one at or after its keyframe, so the frame on screen at
+    that tick is inside the chunk.
+    """
+    chunks = [(0, 0.0)]
+    if parts < 2 or ticks < 2 * parts:
+        return chunks
+    for j in range(1, parts):
+        target = ticks * interval * j / parts
+        key = min(keyframes, key=lambda t: abs(t - target), default=0.0)
+        first_tick = math.ceil(key / interval - 1e-9)
+        if chunks[-1][0] < first_tick < ticks:
+            chunks.append((first_tick, key))
+    return chunks
+
+
+def _fit_filter(size: tuple[int, int], policy: str) -> str:
+    """ffmpeg filters for the resize policy, the same geometry as ``images.fit_to_model``.
+
+    ``squash`` resizes straight to HxW. ``center_crop`` crops the centred
+    window that ``fit_to_model`` resamples (a window of ``size`` covering
+    ``CROP_FRACTION`` = 0.875 of the image after scaling, torchvision's 224-of-256)
+    and scales only that window: fewer pixels to scale than resize-then-crop.
+    The window is computed by ffmpeg from each frame (``iw``, ``ih``, ``sar``),
+    after autorotation, so rotation, non-square pixels and mid-stream size
+    changes are all handled. Bilinear, like the image path.
+    """
+    out_h, out_w = size
+    scale = f"scale={out_w}:{out_h}:flags=bilinear,setsar=1"
+    if policy == "squash":
+        return scale
+    if policy != "center_crop":
+        raise ValueError(f"unknown resize policy {policy!r}")
+    # s = max(W / display_w, H / h) / 0.875; window = (W / s / sar) x (H / s) pixels
+    s = f"(max({out_w}/(iw*sar)\\,{out_h}/ih)/{CROP_FRACTION})"
+    crop = (
+        f"crop=w='min(iw\\,{out_w}/{s}/sar)':h='min(ih\\,{out_h}/{s})':x='(iw-ow)/2':y='(ih-oh)/2'"
+    )
+    return f"{crop},{scale}"
+
+
+# --- decoding ---------------------------------------------------------------------------
+
+
+class _Decoder:
+    """One ffmpeg process writing raw RGB frames to a pipe, with its stderr drained.
+
+    Why a class: the process must die on every exit path (consumer stops early,
+    exception, timeout), and stderr must be read concurrently or a stream of
+    decoder warnings would fill the pipe and hang ffmpeg.
+    """
+
+    def __init__(self, args: list[str], frame_bytes: int) -> None:
+        self.frame_bytes = frame_bytes
+        self.errors: deque[str] = deque(maxlen=20)
+        self.proc = subprocess.Popen(
+            [ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            bufsize=0,
+        )
+        self._stderr = threading.Thread(target=self._drain, daemon=True)
+        self._stderr.start()
+
+    def _drain(self) -> None:
+        assert self.proc.stderr is not None
+        for raw in self.proc.stderr:
+            self.errors.append(raw.decode("utf-8", "replace").strip())
+
+    def read_frame(self) -> bytearray | None:
+        """The next frame's bytes, or None at the end (a partial last frame is dropped)."""
+        assert self.proc.stdout is not None
+        buf = bytearray(self.frame_bytes)
+        view = memoryview(buf)
+        got = 0
+        while got < self.frame_bytes:
+            n = self.proc.stdout.readinto(view[got:])
+            if not n:
+                return None
+            got += n
+        return buf
+
+    def close(self) -> int | None:
+        """Kill if still running, reap (no zombie), return the exit code."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        try:
+            code = self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # pragma: no cover - kill -9 does not fail
+            code = None
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+        self._stderr.join(timeout=1)
+        return code
+
+
+def _decoder_args(
+    path: str,
+    *,
+    mode: str,
+    start_sec: float,
+    first_tick: int,
+    interval: float,
+    threads: int,
+    fit: str,
+) -> list[str]:
+    rate = Fraction(1) / Fraction(interval).limit_denominator(1_000_000)
+    args = ["-threads", str(threads)]
+    if mode == "keyframes":
+        # eof_action=pass: otherwise the last keyframe's tick is dropped at EOF.
+        args += ["-skip_frame", "nokey"]
+        fps = f"fps=fps={rate}:round=near:start_time=0:eof_action=pass"
+    else:
+        args += ["-skip_frame", "noref", "-skip_loop_filter", "all"]
+        fps = f"fps=fps={rate}:round=up:start_time={first_tick * interval:.6f}"
+    pre = ""
+    if start_sec > 0:
+        # Fast seek to the chunk's keyframe; setpts puts times back on the file's clock.
+        start = math.floor(start_sec * 1e6) / 1e6
+        args += ["-ss", f"{start:.6f}"]
+        pre = f"setpts=PTS+{start:.6f}/TB,"
+    args += ["-an", "-sn", "-dn", *_input_args(path), "-map", "0:V:0"]
+    args += ["-vf", f"{pre}{fps},{fit},format=rgb24", "-f", "rawvideo", "-pix_fmt", "rgb24"]
+    return [*args, "pipe:1"]
+
+
+def sample_frames(
+    path: str,
+    info: VideoInfo,
+    *,
+    size: tuple[int, int],
+    policy: str,
+    every_sec: float = 1.0,
+    max_frames: int,
+    timeout: float | None = None,
+    workers: int | None = None,
+) -> Iterator[tuple[float, np.ndarray]]:
+    """Yield ``(timestamp_sec, frame)`` with frame uint8 ``(H, W, 3)`` RGB at ``size`` (h, w).
+
+    One frame every ``sampling_interval(info.duration_sec, every_sec,
+    max_frames)`` seconds, at most ``max_frames``. Rotation metadata is
+    honoured. A truncated file yields what decodes, then stops; if nothing
+    decodes, CORRUPT_MEDIA. ``timeout`` (default: 30 s + the video's
+    duration) bounds the whole iteration; on expiry the decoders are killed
+    and CORRUPT_MEDIA is raised. Closing the generator early (``break``,
+    exception) kills the ffmpeg processes at once. ``workers``: parallel
+    decoder processes (default: the CPUs this process may use).
+    """
+    import numpy as np
+
+    interval = sampling_interval(info.duration_sec, every_sec, max_frames)
+    ticks = _tick_count(info.duration_sec, interval, max_frames)
+    fit = _fit_filter(size, policy)
+    frame_bytes = size[0] * size[1] * 3
+    cpus = workers or _cpu_count()
+    budget = timeout if timeout is not None else 30.0 + info.duration_sec
+    keyframes, _ = _scan_packets(path, timeout=min(budget, PROBE_TIMEOUT_SEC))
+
+    if info.duration_sec > 0 and _keyframes_cover(keyframes, ticks, interval):
+        plan = [(0, 0.0, ticks)]
+        mode, threads = "keyframes", cpus
+    else:
+        chunks = _split_points(keyframes, ticks, interval, cpus)
+        ends = [first for first, _ in chunks[1:]] + [max_frames]
+        plan = [
+            (first, start, end - first) for (first, start), end in zip(chunks, ends, strict=True)
+        ]
+        mode, threads = "all", (1 if len(plan) > 1 else cpus)
+
+    decoders: list[_Decoder] = []
+    expired = threading.Event()
+
+    def on_timeout() -> None:
+        expired.set()
+        for d in decoders:
+            if d.proc.poll() is None:
+                d.proc.kill()
+
+    watchdog = threading.Timer(budget, on_timeout)
+    watchdog.daemon = True
+    stop = threading.Event()
+    try:
+        for first, start_sec, _count in plan:
+            args = _decoder_args(
+                path,
+                mode=mode,
+                start_sec=start_sec,
+                first_tick=first,
+                interval=interval,
+                threads=threads,
+                fit=fit,
+            )
+            decoders.append(_Decoder(args, frame_bytes))
+        watchdog.start()
+        sources = _frame_sources(decoders, [c for _, _, c in plan], stop)
+        produced = 0
+        for (first, _, _), source, decoder in zip(plan, sources, decoders, strict=True):
+            for i, buf in enumerate(source):
+                frame = np.frombuffer(buf, dtype=np.uint8).reshape(size[0], size[1], 3)
+                yield round((first + i) * interval, 6), frame
+                produced += 1
+                if produced >= max_frames:
+                    break
+            decoder.close()  # done with this chunk: free its process now
+            if produced >= max_frames or expired.is_set():
+                break
+        if expired.is_set():
+            raise MediaError(ErrorCode.CORRUPT_MEDIA, f"decoding took longer than {budget:.0f} s")
+        if produced == 0:
+            detail = next((d.errors[-1] for d in decoders if d.errors), "no frame decoded")
+            raise MediaError(ErrorCode.CORRUPT_MEDIA, f"no frame could be decoded: {detail[:200]}")
+    finally:
+        stop.set()
+        watchdog.cancel()
+        for d in decoders:
+            d.close()
+
+
+def _frame_sources(
+    decoders: list[_Decoder], counts: list[int], stop: threading.Event
+) -> list[Iterator[bytearray]]:
+    """An iterator of frames per decoder; all but the first are read ahead in threads.
+
+    Why threads: a chunk's ffmpeg blocks as soon as its pipe is full, so the
+    later chunks only run in parallel if someone drains them. The read-ahead is
+    bounded (``_CHUNK_QUEUE_FRAMES``) so memory stays flat for long videos.
+    """
+
+    def direct(d: _Decoder, count: int) -> Iterator[bytearray]:
+        for _ in range(count):
+            buf = d.read_frame()
+            if buf is None:
+                return
+            yield buf
+
+    def read_ahead(d: _Decoder, count: int, q: queue.Queue[Any]) -> None:
+        for buf in direct(d, count):
+            while not stop.is_set():
+                try:
+                    q.put(buf, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if stop.is_set():
+                return
+        q.put(None)
+
+    def drain(q: queue.Queue[Any]) -> Iterator[bytearray]:
+        while True:
+            item = q.get()
+            if item is None:
+                return
+            yield item
+
+    sources = [direct(decoders[0], counts[0])]
+    for d, count in zip(decoders[1:], counts[1:], strict=True):
+        q: queue.Queue[Any] = queue.Queue(maxsize=_CHUNK_QUEUE_FRAMES)
+        threading.Thread(target=read_ahead, args=(d, count, q), daemon=True).start()
+        sources.append(drain(q))
+    return sources
+
+
+# --- animated GIF / WebP -------------------------------------------------------------
+
+# Browsers show GIF frames with a delay of 0 or 10 ms for 100 ms; so do we.
+_MIN_FRAME_MS = 20
+_DEFAULT_FRAME_MS = 100
+
+
+def _frame_durations_ms(img: Image.Image) -> list[int]:
+    """Display duration of each frame, seeking through the animation once."""
+    n = getattr(img, "n_frames", 1)
+    durations = []
+    for i in range(n):
+        img.seek(i)
+        ms = img.info.get("duration") or 0
+        durations.append(int(ms) if ms >= _MIN_FRAME_MS else _DEFAULT_FRAME_MS)
+    img.seek(0)
+    return durations
+
+
+def probe_animation(img: Image.Image) -> VideoInfo:
+    """VideoInfo for an animated GIF/WebP from Pillow's frame durations.
+
+    Why Pillow: ffmpeg decodes GIF but not animated WebP, and Pillow already
+    knows both timelines. Costs one pass over the frames (Pillow decodes to
+    seek). A single-frame image is a 1-frame "video" of its frame's duration.
+    """
+    durations = _frame_durations_ms(img)
+    total = sum(durations) / 1000.0
+    return VideoInfo(
+        duration_sec=total,
+        width=img.size[0],
+        height=img.size[1],
+        fps=round(len(durations) / total, 3) if total else 0.0,
+        rotation=0,
+        codec=(img.format or "unknown").lower(),
+        has_audio=False,
+    )
+
+
+def _to_rgb(frame: Image.Image) -> Image.Image:
+    """Flatten transparency onto white, as a browser on a white page shows it."""
+    from PIL import Image
+
+    if frame.mode == "RGB":
+        return frame
+    rgba = frame.convert("RGBA")
+    canvas = Image.new("RGB", rgba.size, (255, 255, 255))
+    canvas.paste(rgba, mask=rgba.getchannel("A"))
+    return canvas
+
+
+def sample_animation(
+    img: Image.Image,
+    *,
+    size: tuple[int, int],
+    policy: str,
+    every_sec: float = 1.0,
+    max_frames: int,
+) -> Iterator[tuple[float, np.ndarray]]:
+    """Same contract as :func:`sample_frames`, for an animated PIL image.
+
+    Frame ``k`` is the animation frame on screen at ``k * interval`` (interval
+    from :func:`sampling_interval`). Frames are resized with
+    ``images.fit_to_model``, the one resize path shared with still images.
+    """
+    from media_classifier.images import fit_to_model
+
+    durations = _frame_durations_ms(img)
+    total_ms = sum(durations)
+    interval = sampling_interval(total_ms / 1000.0, every_sec, max_frames)
+    ticks = _tick_count(total_ms / 1000.0, interval, max_frames)
+    produced = 0
+    start_ms = 0.0
+    for i, dur in enumerate(durations):
+        end_ms = start_ms + dur
+        arr = None
+        while produced < ticks and produced * interval * 1000.0 < end_ms - 1e-6:
+            if arr is None:
+                img.seek(i)
+                arr = fit_to_model(_to_rgb(img), size, policy)
+            yield round(produced * interval, 6), arr
+            produced += 1
+        start_ms = end_ms
+        if produced >= ticks:
+            break

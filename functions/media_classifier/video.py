@@ -153,6 +153,8 @@ def _stream_blocks(text: str) -> list[tuple[str, str, str]]:
         m = _STREAM_RE.match(line)
         if m:
             blocks.append((m.group(2), m.group(3), []))
+        elif not line.strip():
+            continue
         elif blocks and line.startswith("    "):
             blocks[-1][2].append(line)
         elif blocks and not line.startswith("  "):
@@ -385,8 +387,11 @@ class _Decoder:
 
     def _drain(self) -> None:
         assert self.proc.stderr is not None
-        for raw in self.proc.stderr:
-            self.errors.append(raw.decode("utf-8", "replace").strip())
+        try:
+            for raw in self.proc.stderr:
+                self.errors.append(raw.decode("utf-8", "replace").strip())
+        except (OSError, ValueError):  # closed under us: the process is gone anyway
+            return
 
     def read_frame(self) -> bytearray | None:
         """The next frame's bytes, or None at the end (a partial last frame is dropped)."""
@@ -409,10 +414,10 @@ class _Decoder:
             code = self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:  # pragma: no cover - kill -9 does not fail
             code = None
+        self._stderr.join(timeout=2)  # EOF now that the process is gone
         for stream in (self.proc.stdout, self.proc.stderr):
             if stream is not None:
                 stream.close()
-        self._stderr.join(timeout=1)
         return code
 
 
@@ -476,7 +481,10 @@ def sample_frames(
     frame_bytes = size[0] * size[1] * 3
     cpus = workers or _cpu_count()
     budget = timeout if timeout is not None else 30.0 + info.duration_sec
-    keyframes, _ = _scan_packets(path, timeout=min(budget, PROBE_TIMEOUT_SEC))
+    keyframes, video_end = _scan_packets(path, timeout=min(budget, PROBE_TIMEOUT_SEC))
+    if 0 < video_end < info.duration_sec:
+        # The container's duration covers every stream; no tick after the last picture.
+        ticks = _tick_count(video_end, interval, max_frames)
 
     if info.duration_sec > 0 and _keyframes_cover(keyframes, ticks, interval):
         plan = [(0, 0.0, ticks)]
@@ -595,6 +603,8 @@ def _frame_durations_ms(img: Image.Image) -> list[int]:
     durations = []
     for i in range(n):
         img.seek(i)
+        if img.format != "GIF":
+            img.load()  # WebP sets a frame's duration when it decodes it, not on seek
         ms = img.info.get("duration") or 0
         durations.append(int(ms) if ms >= _MIN_FRAME_MS else _DEFAULT_FRAME_MS)
     img.seek(0)

@@ -139,6 +139,21 @@ def gif_with_screen(width: int, height: int) -> bytes:
     return bytes(data)
 
 
+def gif_frames_on_screen(width: int, height: int, *, frames: int) -> bytes:
+    """``frames`` 1x1 frames (20 ms each) on a ``width`` x ``height`` logical screen.
+
+    Each frame is legal and tiny, but a decoder that composites every frame on the
+    full screen pays ``frames * width * height`` pixels: an animation bomb.
+    """
+    body = bytearray(b"GIF89a" + struct.pack("<HH", width, height) + b"\x80\x00\x00")
+    body += b"\x00\x00\x00\xff\xff\xff"  # 2-entry global colour table
+    body += b"\x21\xff\x0bNETSCAPE2.0\x03\x01\x00\x00\x00"  # loop forever
+    for _ in range(frames):
+        body += b"\x21\xf9\x04\x00" + struct.pack("<H", 2) + b"\x00\x00"  # 20 ms
+        body += b"\x2c" + struct.pack("<HHHH", 0, 0, 1, 1) + b"\x00\x02\x02\x44\x01\x00"
+    return bytes(body + b"\x3b")
+
+
 def gif_js_polyglot() -> bytes:
     """A GIF that is also valid JavaScript (``GIF89a=1;alert(...)``), the classic GIFAR trick.
 
@@ -463,8 +478,29 @@ def corpus(
         ),
         ("animated.png", _animation("PNG", duration=200, loop=0), "image/png", DONE, "apng"),
         (
+            "truncated-animated.gif",
+            _animation("GIF", duration=200)[:-20],
+            "image/gif",
+            CORRUPT,
+            "truncated-animated-gif: last frame cut",
+        ),
+        (
+            "truncated-animated.png",
+            _animation("PNG", duration=200)[:400],
+            "image/png",
+            CORRUPT,
+            "truncated-apng: cut mid-frame",
+        ),
+        (
+            "animation-bomb.gif",
+            gif_frames_on_screen(7_000, 7_000, frames=50),
+            "image/gif",
+            TOO_LARGE,
+            "gif-animation-bomb: 50 1x1 frames on a 7000x7000 screen, 1 KB",
+        ),
+        (
             "slow.gif",
-            _animation("GIF", frames=2, duration=65_000),
+            _animation("GIF", frames=2, duration=650_000),
             "image/gif",
             TOO_LONG,
             "gif-too-long: 2 frames of 650 s",

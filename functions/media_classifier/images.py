@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import math
+import struct
 import warnings
 from typing import TYPE_CHECKING
 
@@ -30,6 +31,19 @@ RESIZE_POLICIES = ("center_crop", "squash")
 #: ``center_crop`` resizes so the crop is this fraction of the short side (torchvision's 224/256).
 CROP_FRACTION = 0.875
 _ORIENTATION_TAG = 0x0112
+#: What Pillow's decoders raise on malformed input (found by tests/functions/test_fuzz_decode.py:
+#: a truncated GIF frame header raises ``struct.error`` or ``IndexError``, APNG ``EOFError``).
+DECODE_ERRORS = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    IndexError,
+    TypeError,
+    KeyError,
+    ZeroDivisionError,
+    struct.error,
+)
 _TRANSPOSED_ORIENTATIONS = {5, 6, 7, 8}
 
 
@@ -74,7 +88,10 @@ def is_animated(img: Image.Image) -> bool:
     """True for GIF/WebP/PNG files with more than one frame (treated as videos)."""
     if img.format not in ANIMATED_FORMATS:
         return False
-    return bool(getattr(img, "is_animated", False)) and getattr(img, "n_frames", 1) > 1
+    try:  # Pillow reads the frame headers here: a broken second frame fails now
+        return bool(getattr(img, "is_animated", False)) and getattr(img, "n_frames", 1) > 1
+    except DECODE_ERRORS as exc:
+        raise MediaError(ErrorCode.CORRUPT_MEDIA, f"the animation cannot be read: {exc}") from exc
 
 
 def _draft_request(img: Image.Image, size: tuple[int, int], policy: str) -> tuple[int, int]:
@@ -132,7 +149,7 @@ def load_rgb(
         raise
     except MemoryError as exc:
         raise MediaError(ErrorCode.TOO_LARGE, "the image is too large to decode") from exc
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as exc:
+    except DECODE_ERRORS as exc:
         raise MediaError(ErrorCode.CORRUPT_MEDIA, f"the image cannot be decoded: {exc}") from exc
 
 

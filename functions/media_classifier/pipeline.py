@@ -24,6 +24,11 @@ if TYPE_CHECKING:
 
 #: Per-frame top labels kept in the per-frame detail.
 FRAME_TOP_K = 3
+#: An animation may hold this many times ``max_pixels`` in all its frames together.
+#: Why: Pillow composites every frame on the full canvas to seek, so a 500-byte GIF
+#: of 20 1x1 frames on a 7000x7000 screen took 12 s; with 2,000 frames it would
+#: outlive the function's timeout and never get a result document.
+ANIMATION_PIXELS_FACTOR = 20
 
 
 @dataclass(frozen=True)
@@ -268,21 +273,35 @@ def _classify_animation(
 ) -> Classification:
     """Animated GIF/WebP: Pillow decodes the frames, then the video path takes over."""
     from . import video
+    from .images import DECODE_ERRORS
 
-    t = time.perf_counter()
-    info = video.probe_animation(img)
-    clock.add("probe", t)
-    _check_duration(info.duration_sec, limits)
-    frames = video.sample_animation(
-        img,
-        size=model.input_size,
-        policy=model.resize_policy,
-        every_sec=limits.frame_interval_sec,
-        max_frames=limits.max_frames,
-    )
-    labels, segments, detail = _summarize_frames(
-        frames, model, top_k=top_k, limits=limits, clock=clock
-    )
+    width, height = img.size
+    total = img.n_frames * width * height  # frame headers only: cheap
+    if total > ANIMATION_PIXELS_FACTOR * limits.max_pixels:
+        raise MediaError(
+            ErrorCode.TOO_LARGE,
+            f"animation has {img.n_frames:,} frames of {width}x{height} = {total:,} pixels; "
+            f"the limit is {ANIMATION_PIXELS_FACTOR * limits.max_pixels:,}",
+        )
+    try:
+        t = time.perf_counter()
+        info = video.probe_animation(img)
+        clock.add("probe", t)
+        _check_duration(info.duration_sec, limits)
+        frames = video.sample_animation(
+            img,
+            size=model.input_size,
+            policy=model.resize_policy,
+            every_sec=limits.frame_interval_sec,
+            max_frames=limits.max_frames,
+        )
+        labels, segments, detail = _summarize_frames(
+            frames, model, top_k=top_k, limits=limits, clock=clock
+        )
+    except DECODE_ERRORS as exc:  # a later frame is broken: Pillow only finds out on seek
+        raise MediaError(
+            ErrorCode.CORRUPT_MEDIA, f"the animation cannot be decoded: {exc}"
+        ) from exc
     return Classification(
         kind="video",
         content_type=media.mime,

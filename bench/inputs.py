@@ -5,6 +5,9 @@
   upscaled photo is unrealistically smooth and compresses to a fraction of a real 12 MP
   phone photo; JPEG entropy decoding scales with the compressed size, so a too-small file
   would flatter every decoder. With it the file lands at a phone-like ~3-4 MB.
+* ``photo_12mp_smooth.jpg``: the same photo upscaled without grain (quality 90): what a
+  plain upscale gives (~1 MB), reported beside the phone-like file to show how much the
+  compressed size, not the pixel count, sets the decode time.
 * ``photo_03mp.png``: ``samples/images/flower.jpg`` at 640x480 as PNG (a screenshot-sized upload).
 * ``video_60s_720p.mp4``: 60 s of ffmpeg's ``testsrc2`` at 1280x720, 30 fps, H.264 (libx264,
   yuv420p), made with the ``imageio-ffmpeg`` bundled binary the functions use.
@@ -28,6 +31,7 @@ class Inputs:
     """Paths of the generated inputs."""
 
     jpeg_12mp: Path
+    jpeg_12mp_smooth: Path
     png_03mp: Path
     video: Path
     video_seconds: float
@@ -45,7 +49,7 @@ def _crop_to(img, aspect: float):
     return img.crop((0, top, w, top + new_h))
 
 
-def make_jpeg(path: Path, size: tuple[int, int] = JPEG_SIZE) -> Path:
+def make_jpeg(path: Path, size: tuple[int, int] = JPEG_SIZE, grain: float = GRAIN_SIGMA) -> Path:
     """A phone-sized JPEG photo (see the module docstring for why it has grain)."""
     import numpy as np
     from PIL import Image
@@ -54,8 +58,9 @@ def make_jpeg(path: Path, size: tuple[int, int] = JPEG_SIZE) -> Path:
     big = _crop_to(src, size[0] / size[1]).resize(size, Image.Resampling.BICUBIC)
     rng = np.random.default_rng(7)
     arr = np.asarray(big, dtype=np.float32)
-    arr += rng.normal(0.0, GRAIN_SIGMA, size=(*arr.shape[:2], 1)).astype(np.float32)
-    arr += rng.normal(0.0, GRAIN_SIGMA / 2, size=arr.shape).astype(np.float32)
+    if grain:
+        arr += rng.normal(0.0, grain, size=(*arr.shape[:2], 1)).astype(np.float32)
+        arr += rng.normal(0.0, grain / 2, size=arr.shape).astype(np.float32)
     out = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
     tmp = path.with_suffix(".tmp")
     out.save(tmp, format="JPEG", quality=90)
@@ -106,12 +111,15 @@ def ensure_inputs(video_seconds: float = 60.0, directory: Path = INPUTS) -> Inpu
     """Create whatever input is missing and return all of their paths."""
     directory.mkdir(parents=True, exist_ok=True)
     jpeg = directory / "photo_12mp.jpg"
+    smooth = directory / "photo_12mp_smooth.jpg"
     png = directory / "photo_03mp.png"
     video = directory / f"video_{video_seconds:g}s_720p.mp4"
     if not jpeg.is_file():
         make_jpeg(jpeg)
+    if not smooth.is_file():
+        make_jpeg(smooth, grain=0.0)
     if not png.is_file():
         make_png(png)
     if not video.is_file():
         make_video(video, video_seconds)
-    return Inputs(jpeg, png, video, video_seconds)
+    return Inputs(jpeg, smooth, png, video, video_seconds)

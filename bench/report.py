@@ -7,8 +7,14 @@ from typing import Any
 
 #: (id, description, limit) - evaluated by :func:`goals`.
 GOALS = (
-    ("jpeg_int8_ms", "12 MP JPEG bytes to labels, int8, median <= 25 ms", 25.0),
-    ("jpeg_speedup", "12 MP JPEG int8 >= 5x faster than the notebook way (medians)", 5.0),
+    (
+        "jpeg_int8_ms",
+        "12 MP JPEG (phone-like, 3.6 MB) bytes to labels, int8, median <= 25 ms",
+        25.0,
+    ),
+    ("jpeg_speedup", "12 MP JPEG (phone-like) int8 >= 5x faster than the notebook way", 5.0),
+    ("jpeg_smooth_int8_ms", "12 MP JPEG (plain upscale, 1 MB), int8, median <= 25 ms", 25.0),
+    ("jpeg_smooth_speedup", "12 MP JPEG (plain upscale) int8 >= 5x faster than notebook", 5.0),
     ("png_int8_ms", "0.3 MP PNG bytes to labels, int8, median <= 5 ms", 5.0),
     ("video_1fps_s", "60 s 720p video at 1 fps end to end, median <= 2 s", 2.0),
     ("cold_start_ms", "cold start to first result (process start), median <= 700 ms", 700.0),
@@ -26,12 +32,18 @@ def goals(res: dict[str, Any]) -> list[dict[str, Any]]:
     img = res["image"]
     jpeg_int8 = _median(img.get("jpeg_12mp", {}).get("int8"))
     jpeg_nb = _median(img.get("jpeg_12mp", {}).get("notebook"))
+    smooth_int8 = _median(img.get("jpeg_12mp_smooth", {}).get("int8"))
+    smooth_nb = _median(img.get("jpeg_12mp_smooth", {}).get("notebook"))
     png_int8 = _median(img.get("png_03mp", {}).get("int8"))
-    video_ms = _median(res.get("video", {}).get("1fps"))
+    # The video goal is stated for a 60 s clip: a shorter one (--quick) says nothing about it.
+    full_video = res["meta"]["video_seconds"] == 60
+    video_ms = _median(res.get("video", {}).get("1fps")) if full_video else None
     cold = res.get("cold_start", {}).get("summary", {}).get("to_first_result_ms", {})
     values: dict[str, float | None] = {
         "jpeg_int8_ms": jpeg_int8,
         "jpeg_speedup": jpeg_nb / jpeg_int8 if jpeg_int8 and jpeg_nb else None,
+        "jpeg_smooth_int8_ms": smooth_int8,
+        "jpeg_smooth_speedup": smooth_nb / smooth_int8 if smooth_int8 and smooth_nb else None,
         "png_int8_ms": png_int8,
         "video_1fps_s": video_ms / 1000 if video_ms else None,
         "cold_start_ms": cold.get("median_ms"),
@@ -41,7 +53,7 @@ def goals(res: dict[str, Any]) -> list[dict[str, Any]]:
         value = values[key]
         if value is None:
             verdict = "n/a"
-        elif key == "jpeg_speedup":
+        elif key.endswith("speedup"):
             verdict = "PASS" if value >= limit else "FAIL"
         else:
             verdict = "PASS" if value <= limit else "FAIL"
@@ -192,7 +204,17 @@ def chart(res: dict[str, Any], path: Path) -> Path:
 
     ax = axes[1][1]
     summary = res.get("cold_start", {}).get("summary", {})
-    stages = [s for s in ("import_main_ms", "model_load_ms", "first_inference_ms") if s in summary]
+    stages = [
+        s
+        for s in (
+            "interpreter_start_ms",
+            "runtime_imports_ms",
+            "import_main_ms",
+            "model_load_ms",
+            "first_inference_ms",
+        )
+        if s in summary
+    ]
     left = 0.0
     for stage in stages:
         width = summary[stage]["median_ms"]

@@ -111,6 +111,7 @@ def cold_start(python: Path, image: Path, runs: int) -> dict[str, Any]:
             samples.append(row)
     stages = (
         "interpreter_start_ms",
+        "runtime_imports_ms",
         "import_main_ms",
         "model_load_ms",
         "first_inference_ms",
@@ -138,7 +139,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     b = {k: asdict(v) for k, v in budgets.items()}
 
     print("1. per image, bytes to labels", flush=True)
-    for name, path in (("jpeg_12mp", inputs.jpeg_12mp), ("png_03mp", inputs.png_03mp)):
+    images = (
+        ("jpeg_12mp", inputs.jpeg_12mp),
+        ("jpeg_12mp_smooth", inputs.jpeg_12mp_smooth),
+        ("png_03mp", inputs.png_03mp),
+    )
+    for name, path in images:
         ways: dict[str, Any] = {}
         spec = {"case": "notebook_image", "image": str(path), "budget": b["notebook"]}
         ways["notebook"] = _run_worker(sys.executable, spec, 600)

@@ -64,7 +64,7 @@ def _timed(case: dict) -> None:
 @pytest.mark.slow
 def test_quick_bench_images(quick_results: tuple[dict, Path, str]) -> None:
     res, _, _ = quick_results
-    assert set(res["image"]) == {"jpeg_12mp", "png_03mp"}
+    assert set(res["image"]) == {"jpeg_12mp", "jpeg_12mp_smooth", "png_03mp"}
     for ways in res["image"].values():
         assert set(ways) == {"notebook", "fp32", "int8"}
         for case in ways.values():
@@ -104,11 +104,15 @@ def test_quick_bench_writes_table_and_chart(quick_results: tuple[dict, Path, str
     assert [g["goal"] for g in res["goals"]] == [
         "jpeg_int8_ms",
         "jpeg_speedup",
+        "jpeg_smooth_int8_ms",
+        "jpeg_smooth_speedup",
         "png_int8_ms",
         "video_1fps_s",
         "cold_start_ms",
     ]
-    assert all(g["verdict"] in {"PASS", "FAIL"} for g in res["goals"])
+    verdicts = {g["goal"]: g["verdict"] for g in res["goals"]}
+    assert verdicts.pop("video_1fps_s") == "n/a"  # the goal is for a 60 s clip, not --quick's
+    assert set(verdicts.values()) <= {"PASS", "FAIL"}
     table = (out / "results.md").read_text()
     assert "## Goals" in table and "## 5. Model files" in table
     assert "## Goals" in stdout

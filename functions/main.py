@@ -6,12 +6,18 @@ with a 10 s limit, and the model loads once per instance on the first event.
 """
 
 import functools
+import os
 from collections.abc import Callable
 from typing import Any
 
 from firebase_functions import https_fn, options, storage_fn
 
 from media_classifier import config
+
+# Before numpy is first imported (with ONNX Runtime, on the first event): the functions
+# never call BLAS (ORT has its own kernels), and starting OpenBLAS' thread pool costs a
+# cold start ~60 ms (bench/README.md).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 # 2 GiB gives a full vCPU; video decoding and inference use both of the 4 GiB tier.
 options.set_global_options(max_instances=20)

@@ -564,16 +564,19 @@ def _frame_sources(
             yield buf
 
     def read_ahead(d: _Decoder, count: int, q: queue.Queue[Any]) -> None:
-        for buf in direct(d, count):
-            while not stop.is_set():
+        def put(item: bytearray | None) -> bool:
+            while not stop.is_set():  # never block forever on a consumer that left
                 try:
-                    q.put(buf, timeout=0.1)
-                    break
+                    q.put(item, timeout=0.1)
+                    return True
                 except queue.Full:
                     continue
-            if stop.is_set():
+            return False
+
+        for buf in direct(d, count):
+            if not put(buf):
                 return
-        q.put(None)
+        put(None)
 
     def drain(q: queue.Queue[Any]) -> Iterator[bytearray]:
         while True:

@@ -8,7 +8,9 @@ timestamp, not only how many frames came back.
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -389,10 +391,33 @@ def test_closing_the_generator_kills_ffmpeg(tmp_path: Path, monkeypatch) -> None
     gen = video.sample_frames(
         str(path), info, size=SIZE, policy="squash", max_frames=100, workers=2
     )
+    threads_before = threading.active_count()
     next(gen)
     assert len(spy.procs) == 2 and all(p.poll() is None for p in spy.procs)  # still running
     gen.close()
     spy.assert_all_reaped()
+    deadline = time.monotonic() + 2
+    while threading.active_count() > threads_before and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert threading.active_count() <= threads_before  # reader threads ended too
+
+
+def test_memory_does_not_grow_with_the_number_of_frames(tmp_path: Path) -> None:
+    """200 frames of 150 KB pass through; the sampler holds a bounded few at a time."""
+    path = mf.frame_counter_video(tmp_path / "c.mp4", duration=20, fps=30, gop=30)
+    info = video.probe_video(str(path))
+    tracemalloc.start()
+    try:
+        count = 0
+        for _ in video.sample_frames(
+            str(path), info, size=SIZE, policy="squash", every_sec=0.1, max_frames=1000
+        ):
+            count += 1
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert count == 200
+    assert peak < 12 * 1024 * 1024, peak  # 200 frames would be 30 MB
 
 
 def test_consumer_exception_kills_ffmpeg(tmp_path: Path, monkeypatch) -> None:

@@ -6,10 +6,12 @@ a reader. The rule, applied to the sequence of per-frame top labels:
 
 1. Group consecutive frames with the same top label into runs.
 2. While some run is shorter than ``min_frames`` frames (and there is more than
-   one run), take the shortest such run (the earliest on ties) and give its
-   frames to a neighbour: to the one whose label it is sandwiched by if both
-   neighbours agree (``A A B A A`` -> one ``A`` run), otherwise to the longer
-   neighbour (the earlier one on ties). Then join neighbours with equal labels.
+   one run), take the shortest such run (on ties: first one sandwiched between
+   two runs of the same label, i.e. a real flicker; then the least confident,
+   by mean score; then the earliest) and give its frames to a neighbour: to
+   the one whose label surrounds it if both neighbours agree (``A A B A A`` ->
+   one ``A`` run), otherwise to the longer neighbour (the earlier one on ties).
+   Then join neighbours with equal labels.
 3. Each remaining run is a segment: ``startSec`` is the time of its first
    frame; ``endSec`` is the time of its last frame plus ``interval`` (the frame
    stands for the interval after it), clipped to the video's duration;
@@ -57,14 +59,25 @@ def _join_equal_neighbours(runs: list[_Run]) -> list[_Run]:
     return joined
 
 
-def smooth_runs(labels: Sequence[str], min_frames: int = 2) -> list[tuple[str, int, int]]:
+def smooth_runs(
+    labels: Sequence[str], min_frames: int = 2, scores: Sequence[float] | None = None
+) -> list[tuple[str, int, int]]:
     """``(label, first, last)`` index runs after absorbing runs shorter than ``min_frames``."""
     runs = _runs(labels)
+
+    def sandwiched(j: int) -> bool:
+        return 0 < j < len(runs) - 1 and runs[j - 1].label == runs[j + 1].label
+
+    def confidence(j: int) -> float:
+        if scores is None:
+            return 0.0
+        return sum(scores[runs[j].first : runs[j].last + 1]) / runs[j].length
+
     while len(runs) > 1:
         short = [i for i, r in enumerate(runs) if r.length < min_frames]
         if not short:
             break
-        i = min(short, key=lambda j: (runs[j].length, j))
+        i = min(short, key=lambda j: (runs[j].length, not sandwiched(j), confidence(j), j))
         prev = runs[i - 1] if i > 0 else None
         nxt = runs[i + 1] if i + 1 < len(runs) else None
         if prev is not None and (nxt is None or prev.label == nxt.label):
@@ -103,7 +116,7 @@ def build_segments(
     if interval <= 0:
         raise ValueError("interval must be > 0")
     segments = []
-    for label, first, last in smooth_runs(labels, min_frames):
+    for label, first, last in smooth_runs(labels, min_frames, scores):
         own = [scores[i] for i in range(first, last + 1) if labels[i] == label]
         end = times[last] + interval
         if duration is not None and duration > times[last]:

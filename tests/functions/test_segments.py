@@ -36,6 +36,19 @@ def test_single_frame_flicker_does_not_split_a_segment() -> None:
     assert spans("aaaabaaaa") == [("a", 0.0, 9.0)]
 
 
+def test_a_flicker_is_absorbed_before_its_neighbours() -> None:
+    """In ``aba`` every run is short; the sandwiched ``b`` is the flicker, not the ``a``s."""
+    assert spans("aba") == [("a", 0.0, 3.0)]
+    assert spans("abaab") == [("a", 0.0, 5.0)]
+
+
+def test_among_equal_short_runs_the_least_confident_goes_first() -> None:
+    result = segs("ab", scores=[0.9, 0.4])
+    assert [(s["label"], s["endSec"], s["score"]) for s in result] == [("a", 2.0, 0.9)]
+    result = segs("ab", scores=[0.3, 0.8])
+    assert [(s["label"], s["endSec"], s["score"]) for s in result] == [("b", 2.0, 0.8)]
+
+
 def test_runs_of_at_least_min_frames_are_kept() -> None:
     assert spans("aaabbbccc") == [("a", 0.0, 3.0), ("b", 3.0, 6.0), ("c", 6.0, 9.0)]
     assert spans("aaabbaaa") == [("a", 0.0, 3.0), ("b", 3.0, 5.0), ("a", 5.0, 8.0)]

@@ -41,8 +41,16 @@ CODECS = {
     ".avi": ["-c:v", "mpeg4", "-q:v", "3"],
     ".mpg": ["-c:v", "mpeg2video", "-q:v", "3"],
     ".ts": ["-c:v", "libx264", "-pix_fmt", "yuv420p"],
+    ".flv": ["-c:v", "libx264", "-pix_fmt", "yuv420p"],
+    ".ogv": ["-c:v", "libtheora", "-q:v", "7"],
 }
-AUDIO_CODECS = {".webm": "libopus", ".avi": "libmp3lame", ".mpg": "mp2", ".mkv": "aac"}
+AUDIO_CODECS = {
+    ".webm": "libopus",
+    ".avi": "libmp3lame",
+    ".mpg": "mp2",
+    ".mkv": "aac",
+    ".ogv": "libvorbis",
+}
 
 
 def ffmpeg_exe() -> str:

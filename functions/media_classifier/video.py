@@ -58,7 +58,7 @@ if TYPE_CHECKING:  # numpy and Pillow are imported lazily: cold start matters.
 # image2 patterns, network protocols) is refused by ffmpeg itself, so a crafted
 # upload can never make it read other files or reach the network. Audio
 # containers are listed so an audio-only upload is reported as such.
-_FORMAT_WHITELIST = "mov,matroska,avi,mpeg,mpegts,mp3,wav,ogg,flac,aac"
+_FORMAT_WHITELIST = "mov,matroska,avi,mpeg,mpegts,flv,ogg,mp3,wav,flac,aac"
 _PROTOCOL_WHITELIST = "file"
 PROBE_TIMEOUT_SEC = 20.0
 # A sampling tick is "covered" by a keyframe closer than this many intervals.

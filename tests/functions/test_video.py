@@ -72,6 +72,8 @@ def test_probe_testsrc_mp4(tmp_path: Path) -> None:
         ("mpeg4.avi", None, "mpeg4"),
         ("mpeg2.mpg", None, "mpeg2video"),
         ("h264.ts", None, "h264"),
+        ("h264.flv", None, "h264"),
+        ("theora.ogv", None, "theora"),
         ("hevc.mp4", ["-c:v", "libx265", "-tag:v", "hvc1", "-x265-params", "log-level=0"], "hevc"),
     ],
 )

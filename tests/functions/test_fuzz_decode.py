@@ -170,7 +170,7 @@ def test_classify_mutated_images(data: bytes) -> None:
 
 
 @pytest.mark.slow
-@fuzz_settings(examples=300, deadline_s=10.0)
+@fuzz_settings(examples=600, deadline_s=10.0)
 @given(mutated({**image_seeds(), **animated_seeds(), "mp4": tiny_mp4()}))
 def test_classify_mutated_media_slow(data: bytes) -> None:
     """Animations and MP4 too: each example may start ffmpeg, hence ``slow``."""

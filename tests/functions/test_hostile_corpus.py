@@ -109,6 +109,7 @@ _MEMORY_PROBE = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_bombs_are_refused_without_allocating(tmp_path: Path) -> None:
     """In a fresh process, refusing every bomb raises peak RSS by less than 32 MiB.
 

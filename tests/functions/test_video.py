@@ -443,10 +443,9 @@ def test_decoding_timeout_kills_ffmpeg_and_reports_it(tmp_path: Path, monkeypatc
     gen = video.sample_frames(
         str(path), info, size=(16, 16), policy="squash", max_frames=50, timeout=0.3
     )
-    next(gen)
-    time.sleep(0.6)  # a slow consumer: the deadline passes while ffmpeg waits on the pipe
     with pytest.raises(MediaError) as err:
-        list(gen)
+        for _ in gen:
+            time.sleep(0.6)  # a slow consumer: the deadline passes while ffmpeg waits on it
     assert err.value.code == ErrorCode.CORRUPT_MEDIA
     spy.assert_all_reaped()
 

@@ -54,7 +54,8 @@ class ApiRequest:
     headers: Mapping[str, str] = field(default_factory=dict)
     query: Mapping[str, str] = field(default_factory=dict)
     content_length: int | None = None
-    read_body: Callable[[], bytes] = lambda: b""
+    #: Reads the body, at most ``limit + 1`` bytes (enough to tell it is too large).
+    read_body: Callable[[int], bytes] = lambda limit: b""
 
 
 @dataclass(frozen=True)
@@ -194,6 +195,16 @@ def classify_request(
     return 200, result
 
 
+def body_too_large(size: str, settings: Settings) -> ApiError:
+    """413 for a body above the HTTPS cap, pointing at the way that takes large files."""
+    return ApiError(
+        ErrorCode.TOO_LARGE,
+        f"the request body is {size}; HTTPS requests accept up to"
+        f" {settings.request_limits().max_bytes:,} bytes of media. Upload larger files to"
+        f" Storage under {settings.prefix}<uid>/ instead.",
+    )
+
+
 def _error(exc: BaseException) -> tuple[int, dict[str, Any]]:
     error = from_exception(exc)
     if is_unexpected(exc):
@@ -208,6 +219,22 @@ def _reply(status: int, body: dict[str, Any]) -> ApiResponse:
     if status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="media-classifier"'
     return ApiResponse(status, body, headers)
+
+
+def _classify_route(
+    request: ApiRequest, uid: str, settings: Settings, registry: Registry
+) -> tuple[int, dict[str, Any]]:
+    """Size checks, then :func:`classify_request` on the body."""
+    limit = settings.request_limits().max_bytes + MULTIPART_OVERHEAD
+    if request.content_length is not None and request.content_length > limit:
+        raise body_too_large(f"{request.content_length:,} bytes", settings)
+    body = request.read_body(limit)  # not read before auth: a 401 never costs the upload
+    if len(body) > limit:
+        raise body_too_large(f"more than {limit:,} bytes", settings)
+    content_type = request.headers.get("content-type")
+    return classify_request(
+        body, content_type, request.query, uid, settings=settings, registry=registry
+    )
 
 
 def handle(
@@ -240,25 +267,26 @@ def handle(
             models = [registry.get(key).describe() for key in keys]
             return _reply(200, {"default": settings.default_model, "models": models})
         assert uid is not None
-        limit = settings.request_limits().max_bytes + MULTIPART_OVERHEAD
-        if request.content_length is not None and request.content_length > limit:
-            raise ApiError(
-                ErrorCode.TOO_LARGE,
-                f"the request body is {request.content_length:,} bytes; the limit is"
-                f" {settings.request_limits().max_bytes:,} bytes of media. Upload larger files"
-                f" to Storage under {settings.prefix}<uid>/ instead.",
-            )
-        body = request.read_body()
-        if len(body) > limit:
-            raise ApiError(ErrorCode.TOO_LARGE, f"the request body exceeds {limit:,} bytes")
-        content_type = request.headers.get("content-type")
-        return _reply(
-            *classify_request(
-                body, content_type, request.query, uid, settings=settings, registry=registry
-            )
-        )
+        return _reply(*_classify_route(request, uid, settings, registry))
     except Exception as exc:
         return _reply(*_error(exc))
+
+
+def read_at_most(stream: Any, limit: int) -> bytes:
+    """Up to ``limit + 1`` bytes of a body stream.
+
+    Why not ``get_data()``: a chunked upload has no ``Content-Length`` to refuse up
+    front, and reading all of it would hold the whole oversized body in memory.
+    """
+    chunks: list[bytes] = []
+    total = 0
+    while total <= limit:
+        chunk = stream.read(min(1 << 20, limit + 1 - total))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    return b"".join(chunks)
 
 
 def serve(request: flask.Request) -> flask.Response:
@@ -274,7 +302,7 @@ def serve(request: flask.Request) -> flask.Response:
         headers={key.lower(): value for key, value in request.headers.items()},
         query={key: request.args.get(key, "") for key in request.args},
         content_length=request.content_length,
-        read_body=lambda: request.get_data(cache=False, parse_form_data=False),
+        read_body=lambda limit: read_at_most(request.stream, limit),
     )
     reply = handle(
         api_request,

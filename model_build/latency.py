@@ -11,7 +11,9 @@ import numpy as np
 from model_build.onnx_export import run_onnx, session
 
 
-def latency_ms(path: Path, images: np.ndarray, threads: int = 0, repeats: int = 50) -> dict[str, float]:
+def latency_ms(
+    path: Path, images: np.ndarray, threads: int = 0, repeats: int = 50
+) -> dict[str, float]:
     """Median and p90 of batch-1 inference over ``repeats`` runs after a warm-up.
 
     ``images`` are real prepared inputs (uint8 NHWC), cycled: timing on zeros can flatter.

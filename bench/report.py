@@ -21,49 +21,57 @@ GOALS = (
 )
 
 
-def _median(case: dict[str, Any] | None) -> float | None:
+def _stat(case: dict[str, Any] | None, key: str = "median_ms") -> float | None:
     if not case or "time" not in case:
         return None
-    return case["time"]["median_ms"]
+    return case["time"][key]
 
 
-def goals(res: dict[str, Any]) -> list[dict[str, Any]]:
-    """PASS/FAIL (or n/a when a case did not run) per goal, with the measured value."""
+def _values(res: dict[str, Any], key: str) -> dict[str, float | None]:
+    """Each goal's measured value from one statistic (``median_ms`` or ``min_ms``)."""
     img = res["image"]
-    jpeg_int8 = _median(img.get("jpeg_12mp", {}).get("int8"))
-    jpeg_nb = _median(img.get("jpeg_12mp", {}).get("notebook"))
-    smooth_int8 = _median(img.get("jpeg_12mp_smooth", {}).get("int8"))
-    smooth_nb = _median(img.get("jpeg_12mp_smooth", {}).get("notebook"))
-    png_int8 = _median(img.get("png_03mp", {}).get("int8"))
+    jpeg, smooth = img.get("jpeg_12mp", {}), img.get("jpeg_12mp_smooth", {})
+    jpeg_int8, jpeg_nb = _stat(jpeg.get("int8"), key), _stat(jpeg.get("notebook"), key)
+    smooth_int8, smooth_nb = _stat(smooth.get("int8"), key), _stat(smooth.get("notebook"), key)
     # The video goal is stated for a 60 s clip: a shorter one (--quick) says nothing about it.
     full_video = res["meta"]["video_seconds"] == 60
-    video_ms = _median(res.get("video", {}).get("1fps")) if full_video else None
+    video_ms = _stat(res.get("video", {}).get("1fps"), key) if full_video else None
     cold = res.get("cold_start", {}).get("summary", {}).get("to_first_result_ms", {})
-    values: dict[str, float | None] = {
+    return {
         "jpeg_int8_ms": jpeg_int8,
         "jpeg_speedup": jpeg_nb / jpeg_int8 if jpeg_int8 and jpeg_nb else None,
         "jpeg_smooth_int8_ms": smooth_int8,
         "jpeg_smooth_speedup": smooth_nb / smooth_int8 if smooth_int8 and smooth_nb else None,
-        "png_int8_ms": png_int8,
+        "png_int8_ms": _stat(img.get("png_03mp", {}).get("int8"), key),
         "video_1fps_s": video_ms / 1000 if video_ms else None,
-        "cold_start_ms": cold.get("median_ms"),
+        "cold_start_ms": cold.get(key),
     }
+
+
+def _verdict(key: str, value: float | None, limit: float) -> str:
+    if value is None:
+        return "n/a"
+    ok = value >= limit if key.endswith("speedup") else value <= limit
+    return "PASS" if ok else "FAIL"
+
+
+def goals(res: dict[str, Any]) -> list[dict[str, Any]]:
+    """PASS/FAIL (n/a when a case did not run) per goal, judged on medians as the goals are
+    stated. The best observed run (min) is reported beside it: on a machine shared with
+    other work it is the closer estimate of what an idle 2-vCPU instance does."""
+    medians, mins = _values(res, "median_ms"), _values(res, "min_ms")
     out = []
     for key, text, limit in GOALS:
-        value = values[key]
-        if value is None:
-            verdict = "n/a"
-        elif key.endswith("speedup"):
-            verdict = "PASS" if value >= limit else "FAIL"
-        else:
-            verdict = "PASS" if value <= limit else "FAIL"
+        value, best = medians[key], mins[key]
         out.append(
             {
                 "goal": key,
                 "text": text,
                 "limit": limit,
                 "value": None if value is None else round(value, 3),
-                "verdict": verdict,
+                "verdict": _verdict(key, value, limit),
+                "best": None if best is None else round(best, 3),
+                "best_verdict": _verdict(key, best, limit),
             }
         )
     return out
@@ -80,16 +88,20 @@ def markdown(res: dict[str, Any]) -> str:
         "# Benchmark results",
         "",
         f"{meta['date']} on {meta['machine']} ({meta['cpus']} CPUs), load average "
-        f"{meta['loadavg_before']} before / {meta['loadavg_after']} after. "
+        f"{meta['loadavg_before']} before / {meta['loadavg_after']} after, nice "
+        f"{meta.get('nice', 0)}. "
         f"Mode: {meta['mode']}. Times are medians (p90) of repeated runs after warm-up.",
         "",
         "## Goals",
         "",
-        "| goal | measured | verdict |",
-        "|---|---:|---|",
+        "| goal | median | verdict | best run | verdict at best |",
+        "|---|---:|---|---:|---|",
     ]
     for g in res["goals"]:
-        lines.append(f"| {g['text']} | {_fmt(g['value'], 2)} | {g['verdict']} |")
+        lines.append(
+            f"| {g['text']} | {_fmt(g['value'], 2)} | **{g['verdict']}** | "
+            f"{_fmt(g['best'], 2)} | {g['best_verdict']} |"
+        )
     lines += [
         "",
         "## 1. Per image, bytes to labels",
@@ -174,7 +186,7 @@ def chart(res: dict[str, Any], path: Path) -> Path:
     colours = {"notebook": "#999999", "fp32": "#4c72b0", "int8": "#dd8452"}
     images = list(res["image"])
     for j, way in enumerate(ways):
-        vals = [_median(res["image"][im].get(way)) or 0 for im in images]
+        vals = [_stat(res["image"][im].get(way)) or 0 for im in images]
         xs = [i + (j - 1) * 0.27 for i in range(len(images))]
         bars = ax.bar(xs, vals, width=0.27, label=way, color=colours[way])
         ax.bar_label(bars, fmt="%.0f", fontsize=8)

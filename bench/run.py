@@ -192,6 +192,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "machine": f"{platform.machine()} {_cpu_name()}",
         "cpus": len(os.sched_getaffinity(0)),
         "loadavg_before": loadavg_before,
+        "nice": os.nice(0),
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
         "mode": "quick (numbers meaningless)" if args.quick else "full",
         "video_seconds": seconds,

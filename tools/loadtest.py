@@ -182,11 +182,17 @@ def run_load(
     n: int = 200,
     threads: int = 8,
     timeout: float = 600.0,
+    stall: float = 120.0,
     owner: str | None = None,
     log_path: Path | None = None,
     progress: bool = False,
 ) -> LoadReport:
-    """Upload ``n`` objects from ``threads`` threads and wait for their terminal documents."""
+    """Upload ``n`` objects from ``threads`` threads and wait for their terminal documents.
+
+    Waiting ends when all are terminal, after ``timeout`` seconds, or when no new
+    document turned terminal for ``stall`` seconds (a lost event never arrives, so
+    waiting out the whole timeout would only delay the verdict).
+    """
     from google.cloud.firestore_v1.base_query import FieldFilter
 
     owner = owner or f"load-{time.strftime('%H%M%S')}-{uuid.uuid4().hex[:6]}"
@@ -217,6 +223,7 @@ def run_load(
     owned_query = db.collection(RESULTS_COLLECTION).where(filter=FieldFilter("owner", "==", owner))
     deadline = started + timeout
     last_print = 0.0
+    last_progress = time.monotonic()
     while True:
         now = time.monotonic()
         docs = {snap.id: snap.to_dict() or {} for snap in owned_query.stream()}
@@ -225,10 +232,11 @@ def run_load(
             if path in names and path not in finished and doc.get("status") in TERMINAL:
                 finished[path] = doc
                 finished_at[path] = now
+                last_progress = now
         if progress and now - last_print > 5:
             print(f"  {len(finished)}/{n} terminal after {now - started:.0f} s", flush=True)
             last_print = now
-        if len(finished) == n or now > deadline:
+        if len(finished) == n or now > deadline or now - last_progress > stall:
             break
         time.sleep(0.5)
     report.drain_seconds = (max(finished_at.values()) if finished_at else now) - started
@@ -258,6 +266,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-n", type=int, default=200, help="uploads in the burst (default 200)")
     parser.add_argument("--threads", type=int, default=8, help="uploading threads (default 8)")
     parser.add_argument("--timeout", type=float, default=900, help="seconds to wait for drain")
+    parser.add_argument(
+        "--stall", type=float, default=120, help="give up after this long without progress"
+    )
     parser.add_argument("--log", type=Path, help="emulator log to count classifications in")
     parser.add_argument("--json", action="store_true", help="also print the report as JSON")
     args = parser.parse_args(argv)
@@ -272,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
             n=args.n,
             threads=args.threads,
             timeout=args.timeout,
+            stall=args.stall,
             log_path=log_path,
             progress=True,
         )

@@ -23,15 +23,20 @@ RESULTS_COLLECTION = "mediaResults"  # the param's default, which the local stac
 
 #: All events are delivered concurrently; the emulator runs them a few at a time.
 DRAIN_SECONDS = 240.0
+STALL_SECONDS = 90.0
 UPLOAD_THREADS = 8
 
 
-def _poll_terminal(db: Any, names: list[str], timeout: float) -> dict[str, dict[str, Any]]:
-    """Documents that reached done/error, polling until all have or time runs out."""
+def _poll_terminal(
+    db: Any, names: list[str], timeout: float, stall: float = STALL_SECONDS
+) -> dict[str, dict[str, Any]]:
+    """Documents that reached done/error, polling until all have, time runs out, or
+    nothing new arrived for ``stall`` seconds (a lost event never arrives)."""
     found: dict[str, dict[str, Any]] = {}
     collection = db.collection(RESULTS_COLLECTION)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and len(found) < len(names):
+    last_progress = time.monotonic()
+    while time.monotonic() < min(deadline, last_progress + stall) and len(found) < len(names):
         for name in names:
             if name in found:
                 continue
@@ -39,6 +44,7 @@ def _poll_terminal(db: Any, names: list[str], timeout: float) -> dict[str, dict[
             doc = snap.to_dict() if snap.exists else None
             if doc and doc.get("status") in FINAL_STATUSES:
                 found[name] = doc
+                last_progress = time.monotonic()
         if len(found) < len(names):
             time.sleep(1.0)
     return found

@@ -473,8 +473,12 @@ class LocalStack:
         env["JAVA_HOME"] = str(java.parent.parent)
         # Workers must not buffer their logs (we read them from the log file).
         env["PYTHONUNBUFFERED"] = "1"
-        # No update check: it needs network (stdin is /dev/null, so nothing prompts).
+        # No update check and no "message of the day": both need network, and a cached
+        # MOTD naming a newer minimum version makes firebase-tools exit(1), which would
+        # break the pinned CLI on machines with network. firebase-tools skips the MOTD
+        # when CI is set (stdin is /dev/null, so nothing prompts either way).
         env["FIREBASE_CLI_DISABLE_UPDATE_CHECK"] = "true"
+        env["CI"] = env.get("CI") or "true"
         if self.real_emulators:
             env.pop("STORAGE_EMULATOR_BINARY_PATH", None)
         else:

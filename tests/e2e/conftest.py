@@ -40,6 +40,9 @@ from tools.localstack import (
     wait_for_existing,
 )
 
+# gRPC logs an INFO line whenever the Firestore emulator closes a connection: noise.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
 RESULTS_COLLECTION = "mediaResults"
 FINAL_STATUSES = frozenset({"done", "error"})
 E2E_DIR = Path(__file__).resolve().parent

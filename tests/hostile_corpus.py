@@ -154,6 +154,20 @@ def gif_frames_on_screen(width: int, height: int, *, frames: int) -> bytes:
     return bytes(body + b"\x3b")
 
 
+def gif_growing_frame(width: int, height: int) -> bytes:
+    """A 16x16 GIF whose second frame declares ``width`` x ``height``.
+
+    The header (the only size a decoder checks before decoding) is harmless; Pillow
+    grows the canvas when it reaches the second frame.
+    """
+    body = bytearray(b"GIF89a" + struct.pack("<HH", 16, 16) + b"\x80\x00\x00")
+    body += b"\x00\x00\x00\xff\xff\xff"
+    for w, h in ((1, 1), (width, height)):
+        body += b"\x21\xf9\x04\x00" + struct.pack("<H", 10) + b"\x00\x00"
+        body += b"\x2c" + struct.pack("<HHHH", 0, 0, w, h) + b"\x00\x02\x02\x44\x01\x00"
+    return bytes(body + b"\x3b")
+
+
 def gif_js_polyglot() -> bytes:
     """A GIF that is also valid JavaScript (``GIF89a=1;alert(...)``), the classic GIFAR trick.
 
@@ -497,6 +511,13 @@ def corpus(
             "image/gif",
             TOO_LARGE,
             "gif-animation-bomb: 50 1x1 frames on a 7000x7000 screen, 1 KB",
+        ),
+        (
+            "growing-frame.gif",
+            gif_growing_frame(20_000, 20_000),
+            "image/gif",
+            TOO_LARGE,
+            "gif-growing-frame: 16x16 screen, second frame 20000x20000",
         ),
         (
             "slow.gif",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -283,21 +284,30 @@ def _classify_animation(
             f"animation has {img.n_frames:,} frames of {width}x{height} = {total:,} pixels; "
             f"the limit is {ANIMATION_PIXELS_FACTOR * limits.max_pixels:,}",
         )
+    from PIL import Image
+
+    bombs = (Image.DecompressionBombError, Image.DecompressionBombWarning)
     try:
-        t = time.perf_counter()
-        info = video.probe_animation(img)
-        clock.add("probe", t)
-        _check_duration(info.duration_sec, limits)
-        frames = video.sample_animation(
-            img,
-            size=model.input_size,
-            policy=model.resize_policy,
-            every_sec=limits.frame_interval_sec,
-            max_frames=limits.max_frames,
-        )
-        labels, segments, detail = _summarize_frames(
-            frames, model, top_k=top_k, limits=limits, clock=clock
-        )
+        with warnings.catch_warnings():
+            # A later GIF frame may be larger than the screen the header declared, and
+            # Pillow grows the canvas to fit it: its bomb guard is the only check left.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            t = time.perf_counter()
+            info = video.probe_animation(img)
+            clock.add("probe", t)
+            _check_duration(info.duration_sec, limits)
+            frames = video.sample_animation(
+                img,
+                size=model.input_size,
+                policy=model.resize_policy,
+                every_sec=limits.frame_interval_sec,
+                max_frames=limits.max_frames,
+            )
+            labels, segments, detail = _summarize_frames(
+                frames, model, top_k=top_k, limits=limits, clock=clock
+            )
+    except bombs as exc:
+        raise MediaError(ErrorCode.TOO_LARGE, f"an animation frame is too large: {exc}") from exc
     except DECODE_ERRORS as exc:  # a later frame is broken: Pillow only finds out on seek
         raise MediaError(
             ErrorCode.CORRUPT_MEDIA, f"the animation cannot be decoded: {exc}"

@@ -18,6 +18,7 @@ import pytest
 from media_classifier.results import TERMINAL as FINAL_STATUSES
 from media_classifier.results import doc_id as result_doc_id
 from tests.hostile_corpus import DONE, HostileFile, corpus
+from tools.loadtest import LOST_HINT
 
 RESULTS_COLLECTION = "mediaResults"  # the param's default, which the local stack uses
 
@@ -66,7 +67,7 @@ def test_every_hostile_upload_ends_in_its_expected_document(
 
     docs = _poll_terminal(firestore_db, [f.name for f in watched], DRAIN_SECONDS)
     missing = [f.slug for f in watched if f.name not in docs]
-    assert not missing, f"no terminal document for {missing}"
+    assert not missing, f"no terminal document for {missing}\n{LOST_HINT}"
 
     wrong = {}
     for item in watched:

@@ -13,17 +13,10 @@ from typing import Any
 
 import pytest
 
-from tools.loadtest import run_load
+from tools.loadtest import LOST_HINT, run_load
 
 N = int(os.environ.get("MC_LOAD_N", "200"))
 THREADS = 8
-LOST_HINT = (
-    "If the emulator log says 'Failed to load function', the Functions emulator started "
-    "too many Python workers at once (FUNCTIONS_EMULATOR_PARALLEL, default 50) and they "
-    "missed its 30 s start-up deadline (FUNCTIONS_DISCOVERY_TIMEOUT): those events are "
-    "dropped. With FUNCTIONS_EMULATOR_PARALLEL=4 FUNCTIONS_DISCOVERY_TIMEOUT=120 in the "
-    "stack's environment, 200 uploads drain with none lost."
-)
 
 
 @pytest.mark.slow

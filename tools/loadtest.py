@@ -44,6 +44,7 @@ from tools.localstack import (  # noqa: E402
     PORTS,
     PROJECT_ID,
     emulator_env,
+    result_doc_id,
     running_stack,
 )
 
@@ -58,13 +59,6 @@ LOST_HINT = (
     "dropped. With FUNCTIONS_EMULATOR_PARALLEL=4 FUNCTIONS_DISCOVERY_TIMEOUT=120 in the "
     "stack's environment, 200 uploads drain with none lost."
 )
-
-
-def doc_id(object_name: str) -> str:
-    """JavaScript's ``encodeURIComponent``: the result document id of an object."""
-    import urllib.parse
-
-    return urllib.parse.quote(object_name, safe="!~*'()")
 
 
 @dataclass
@@ -250,7 +244,7 @@ def run_load(
     report.drain_seconds = (max(finished_at.values()) if finished_at else now) - started
 
     report.lost = sorted(names - finished.keys())
-    expected_ids = {doc_id(name) for name in names}
+    expected_ids = {result_doc_id(name) for name in names}
     report.extra_documents = sorted(set(docs) - expected_ids)
     for path, doc in finished.items():
         if doc["status"] == "done":

@@ -641,8 +641,13 @@ def firestore_db() -> Any:
 
 
 def result_doc_id(object_name: str) -> str:
-    """A result document's ID: JavaScript's ``encodeURIComponent`` of the object name."""
-    return urllib.parse.quote(object_name, safe="!~*'()")
+    """A result document's ID, computed by the functions' own code (one definition)."""
+    functions_dir = str(REPO_ROOT / "functions")
+    if functions_dir not in sys.path:
+        sys.path.insert(0, functions_dir)
+    from media_classifier.results import doc_id
+
+    return doc_id(object_name)
 
 
 def wait_for_existing(timeout: float = 5.0) -> bool:

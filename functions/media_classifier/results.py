@@ -15,11 +15,14 @@ far below Firestore's 1 MiB limit for any video length.
 
 from __future__ import annotations
 
+import hashlib
 import urllib.parse
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+#: Firestore's limit on a document id, in bytes (encoded ids are ASCII).
+MAX_ID_BYTES = 1500
 #: Subcollection of per-frame detail, ``{collection}/{docId}/frames/chunk-000``...
 FRAMES_SUBCOLLECTION = "frames"
 FRAMES_PER_CHUNK = 500
@@ -33,8 +36,16 @@ TERMINAL = (STATUS_DONE, STATUS_ERROR)
 
 
 def doc_id(object_name: str) -> str:
-    """The result document id: exactly JavaScript's ``encodeURIComponent(object_name)``."""
-    return urllib.parse.quote(object_name, safe="!~*'()")
+    """The result document id: JavaScript's ``encodeURIComponent(object_name)``.
+
+    Firestore ids are limited to 1,500 bytes, and a legal 1,024-byte object name can
+    encode to three times that. Such names get ``sha256-`` + the hex SHA-256 of the
+    UTF-8 name instead (documented for clients; ``crypto.subtle.digest`` computes it).
+    """
+    encoded = urllib.parse.quote(object_name, safe="!~*'()")
+    if len(encoded) <= MAX_ID_BYTES:
+        return encoded
+    return "sha256-" + hashlib.sha256(object_name.encode("utf-8")).hexdigest()
 
 
 def frame_chunks(frames: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:

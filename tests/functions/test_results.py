@@ -30,6 +30,15 @@ def test_doc_id_is_encode_uri_component(name: str, expected: str) -> None:
     assert "/" not in doc_id(name)
 
 
+def test_names_too_long_for_an_id_fall_back_to_a_hash() -> None:
+    name = "uploads/u1/" + "写真" * 300  # legal (< 1024 bytes) but ~5,400 bytes encoded
+    ident = doc_id(name)
+    assert ident.startswith("sha256-") and len(ident) == 7 + 64
+    assert ident == doc_id(name)  # deterministic
+    fits = "uploads/u1/" + "a" * 1000
+    assert doc_id(fits) == fits.replace("/", "%2F")
+
+
 def test_first_event_claims() -> None:
     assert decide(None, 5, NOW).claim
 

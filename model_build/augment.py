@@ -106,7 +106,7 @@ def augment(
 
 def _random_erase(x: torch.Tensor, p: float, gen: torch.Generator | None) -> torch.Tensor:
     """Zhong et al.'s random erasing: a box of 2-25 % of the area, filled with noise."""
-    n, c, h, w = x.shape
+    n, _, h, w = x.shape
     dev = x.device
     area = _uniform(n, 0.02, 0.25, dev, gen) * h * w
     log_r = _uniform(n, math.log(0.3), math.log(3.3), dev, gen)

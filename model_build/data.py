@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from model_build.serving import REPO_ROOT, MAX_PIXELS, add_functions_to_path
+from model_build.serving import MAX_PIXELS, REPO_ROOT, add_functions_to_path
 
 FASHION_MNIST_DIR = REPO_ROOT / "data/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_LABELS = (
@@ -195,7 +195,7 @@ def carve_validation(
     for c in np.unique(labels):
         idx = np.flatnonzero(labels == c)
         rng.shuffle(idx)
-        n_val = int(round(len(idx) * fraction))
+        n_val = round(len(idx) * fraction)
         if fraction > 0 and len(idx) > 1:
             n_val = min(max(n_val, 1), len(idx) - 1)
         val_idx.append(idx[:n_val])

@@ -15,13 +15,13 @@ import statistics
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from model_build import data as data_mod
 from model_build import plots
 from model_build.card import Card, mb, pct, table, write_card
+from model_build.latency import compare_latency
 from model_build.serving import add_functions_to_path, png_bytes
 from model_build.serving import prepare_image as serving_prepare
 
@@ -44,7 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--goal-top1", type=float, default=0.95)
     p.add_argument("--goal-gap", type=float, default=0.003, help="max top-1 loss vs --compare")
     p.add_argument("--goal-mb", type=float, default=3.0, help="max file size, MB")
-    p.add_argument("--latency-images", type=int, default=200)
+    p.add_argument("--latency-images", type=int, default=50, help="inputs timed per round")
 
 
 def test_inputs(ds: data_mod.Dataset, limit: int) -> tuple[list[bytes], np.ndarray]:
@@ -79,9 +79,6 @@ def measure(path: Path, blobs: Sequence[bytes], labels: np.ndarray, n_latency: i
     tp = np.diag(cm).astype(float)
     precision = tp / cm.sum(0).clip(min=1)
     recall = tp / cm.sum(1).clip(min=1)
-    one = Model.load(path, threads=1)
-    lat1 = _latency(one, x, n_latency)
-    latd = _latency(model, x, n_latency)
     prep_one = []
     for b in blobs[: min(len(blobs), n_latency)]:
         t = time.perf_counter()
@@ -102,24 +99,28 @@ def measure(path: Path, blobs: Sequence[bytes], labels: np.ndarray, n_latency: i
         "recall": recall.tolist(),
         "confusion": cm.tolist(),
         "prob_sum_max_dev": float(np.abs(probs.sum(1) - 1).max()),
-        "latency_ms_1thread": lat1,
-        "latency_ms_default_threads": latd,
         "prepare_ms_median": statistics.median(prep_one),
         "prepare_total_s": prep_s,
-        "pred": pred.tolist(),
     }
 
 
-def _latency(model: Any, x: np.ndarray, n: int) -> float:
-    """Median batch-1 ``Model.predict`` time over real inputs after a warm-up."""
-    for i in range(5):
-        model.predict(x[i % len(x)][None])
-    times = []
-    for i in range(min(n, len(x))):
-        t = time.perf_counter()
-        model.predict(x[i][None])
-        times.append((time.perf_counter() - t) * 1000)
-    return statistics.median(times)
+def latencies(paths: Sequence[Path], blobs: Sequence[bytes], n: int) -> list[dict]:
+    """Batch-1 latency per file at 1 thread and at the functions' default thread count."""
+    add_functions_to_path()
+    from media_classifier.model import Model
+
+    inputs = []
+    for p in paths:
+        m = Model.load(p, threads=1)
+        inputs.append(
+            np.stack([serving_prepare(b, m.input_size, m.resize_policy) for b in blobs[:n]])
+        )
+    one = compare_latency(paths, inputs, threads=1)
+    default = compare_latency(paths, inputs, threads=None)
+    return [
+        {"latency_ms_1thread": a, "latency_ms_default_threads": b}
+        for a, b in zip(one, default, strict=True)
+    ]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -132,6 +133,10 @@ def run(args: argparse.Namespace) -> int:
     blobs, labels = test_inputs(ds, args.limit)
     main = measure(args.model, blobs, labels, args.latency_images)
     twin = measure(args.compare, blobs, labels, args.latency_images) if args.compare else None
+    paths = [args.model] + ([args.compare] if args.compare else [])
+    for res, lat in zip([main, twin], latencies(paths, blobs, args.latency_images), strict=False):
+        assert res is not None
+        res.update(lat)
     if tuple(main["labels"]) != tuple(ds.classes):
         print(f"warning: model labels {main['labels']} differ from dataset's {ds.classes}")
 
@@ -155,9 +160,7 @@ def run(args: argparse.Namespace) -> int:
         "config": cfg,
         "export": export_report,
     }
-    args.model.with_suffix("").with_suffix(".eval.json").write_text(
-        json.dumps({k: v for k, v in result.items()}, indent=1, default=str)
-    )
+    card_path.with_suffix(".eval.json").write_text(json.dumps(result, indent=1, default=str))
     card = build_card(args, result, cm_png, curves)
     write_card(card, card_path)
     print(
@@ -300,7 +303,8 @@ def build_card(args: argparse.Namespace, r: dict, cm_png: Path, curves: Path | N
                     f"- fp32 ONNX vs PyTorch on {ex['check_images']} validation images: max abs "
                     f"difference {ex['parity_max_abs_diff_fp32_vs_torch']:.2e}, top-1 agreement "
                     f"{pct(ex['parity_top1_agreement_fp32_vs_torch'])}.",
-                    f"- int8: static QDQ, per-channel int8 weights, uint8 activations, calibrated on "
+                    f"- int8: static QDQ, per-channel int8 weights, uint8 activations, calibrated "
+                    f"on "
                     f"{ex['calibration_images']} training images; calibration method "
                     f"`{ex['calibration']}` chosen on validation accuracy ({cands}).",
                     f"- layers kept in float: {', '.join(ex['float_layers']) or 'none'}.",

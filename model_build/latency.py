@@ -1,35 +1,43 @@
-"""CPU latency of an ONNX file, measured the way serving runs it (batch 1, warm session)."""
+"""CPU latency of ONNX files, measured the way the functions run them (batch 1, warm session).
+
+Files are timed in alternating rounds on the same real inputs: on a shared build machine a
+burst of load then hits every file alike instead of skewing the comparison.
+"""
 
 from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from model_build.onnx_export import run_onnx, session
+from model_build.serving import add_functions_to_path
 
 
-def latency_ms(
-    path: Path, images: np.ndarray, threads: int = 0, repeats: int = 50
-) -> dict[str, float]:
-    """Median and p90 of batch-1 inference over ``repeats`` runs after a warm-up.
+def compare_latency(
+    paths: Sequence[Path],
+    inputs: Sequence[np.ndarray],
+    threads: int | None = 1,
+    rounds: int = 4,
+) -> list[float]:
+    """Median ms of batch-1 ``Model.predict`` per file; ``inputs[k]`` are uint8 NHWC for file k.
 
-    ``images`` are real prepared inputs (uint8 NHWC), cycled: timing on zeros can flatter.
+    ``threads=None`` uses the functions' default (the CPUs allocated to the process).
     """
-    sess = session(path, threads=threads)
-    for i in range(5):
-        run_onnx(sess, images[i % len(images)][None])
-    times = []
-    for i in range(repeats):
-        x = images[i % len(images)][None]
-        t0 = time.perf_counter()
-        run_onnx(sess, x)
-        times.append((time.perf_counter() - t0) * 1000.0)
-    times.sort()
-    return {
-        "median_ms": statistics.median(times),
-        "p90_ms": times[int(0.9 * (len(times) - 1))],
-        "threads": float(threads),
-    }
+    add_functions_to_path()
+    from media_classifier.model import Model
+
+    models = [Model.load(p, threads=threads) for p in paths]
+    for m, x in zip(models, inputs, strict=True):
+        for i in range(5):
+            m.predict(x[i % len(x)][None])
+    times: list[list[float]] = [[] for _ in models]
+    for _ in range(rounds):
+        for k, (m, x) in enumerate(zip(models, inputs, strict=True)):
+            for i in range(len(x)):
+                t = time.perf_counter()
+                m.predict(x[i][None])
+                times[k].append((time.perf_counter() - t) * 1000.0)
+    return [statistics.median(t) for t in times]

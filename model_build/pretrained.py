@@ -18,7 +18,7 @@ from model_build import samples
 from model_build.backbones import get_backbone
 from model_build.card import Card, mb, pct, table, write_card
 from model_build.contract import ModelMeta
-from model_build.latency import latency_ms
+from model_build.latency import compare_latency
 from model_build.onnx_export import export_onnx, run_onnx, run_torch, session
 from model_build.quantize import pick_float_layers, quantize_int8, weight_sensitivity
 from model_build.serving import REPO_ROOT, prepare_image
@@ -132,8 +132,7 @@ def run(args: argparse.Namespace) -> int:
     noisy = np.clip(check_x.astype(np.int16) + rng.integers(-1, 2, check_x.shape), 0, 255)
     top_noisy = run_torch(net, backbone.mean, backbone.std, noisy.astype(np.uint8)).argmax(1)
     top_jpeg = run_torch(net, backbone.mean, backbone.std, _jpeg(check_x, 95)).argmax(1)
-    lat8 = latency_ms(int8, check_x, threads=1)
-    lat32 = latency_ms(fp32, check_x, threads=1)
+    lat8, lat32 = compare_latency([int8, fp32], [check_x[:16], check_x[:16]], threads=1)
 
     report = {
         "check_images": len(check),
@@ -155,8 +154,8 @@ def run(args: argparse.Namespace) -> int:
         "int8_prob_sum_range": [float(sums.min()), float(sums.max())],
         "int8_bytes": int8.stat().st_size,
         "fp32_bytes": fp32.stat().st_size,
-        "latency_int8_1thread": lat8,
-        "latency_fp32_1thread": lat32,
+        "latency_int8_1thread_ms": lat8,
+        "latency_fp32_1thread_ms": lat32,
     }
     (args.fp32_out.parent / "report.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
@@ -200,8 +199,8 @@ def _jpeg(batch: np.ndarray, quality: int) -> np.ndarray:
 
 
 def _write_card(args: argparse.Namespace, r: dict, rows: list) -> None:
-    lat8 = r["latency_int8_1thread"]["median_ms"]
-    lat32 = r["latency_fp32_1thread"]["median_ms"]
+    lat8 = r["latency_int8_1thread_ms"]
+    lat32 = r["latency_fp32_1thread_ms"]
     card = Card(
         title=f"{NAME} {VERSION} (int8)",
         summary=(

@@ -131,8 +131,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=d.workers, help="decode/resize threads")
     p.add_argument("--weights", default=None, help="explicit ImageNet weights file")
     p.add_argument("--device", default=None, help="force a device (default: cuda if present)")
-    p.add_argument("--max-minutes", type=float, default=0.0,
-                   help="stop after the epoch that would overrun this wall-clock budget (0: none)")
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        default=0.0,
+        help="stop after the epoch that would overrun this wall-clock budget (0: none)",
+    )
     p.add_argument(
         "--resume",
         action="store_true",

@@ -43,8 +43,3 @@ class ServingModel(nn.Module):
         x = image.permute(0, 3, 1, 2).to(torch.float32)
         logits = self.net(self.preprocess(x))
         return torch.softmax(logits, dim=1)
-
-
-def nhwc_uint8_to_input(batch: torch.Tensor) -> torch.Tensor:
-    """uint8 NHWC -> float NCHW 0..255 (the exact first two graph ops, for training/eval in torch)."""
-    return batch.permute(0, 3, 1, 2).to(torch.float32)

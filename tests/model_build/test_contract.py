@@ -1,0 +1,106 @@
+"""The model contract: metadata, uint8 NHWC input, in-graph normalization and softmax, int8."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from torch import nn
+
+from model_build.contract import ModelMeta
+from model_build.onnx_export import export_onnx, read_metadata, run_onnx, run_torch, session
+from model_build.quantize import quantize_int8
+from model_build.wrapper import Normalize
+
+MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
+
+
+def tiny_net(n_classes: int = 3) -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.ReLU6(),
+        nn.Conv2d(8, 8, 3, stride=2, padding=1),
+        nn.ReLU6(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, n_classes),
+    ).eval()
+
+
+META = ModelMeta("tiny", "0.1.0", ("a", "b", "c"), "squash", (16, 20))
+
+
+def test_meta_props_round_trip() -> None:
+    props = META.props()
+    assert props["labels"] == '["a", "b", "c"]' and props["task"] == "classification"
+    assert ModelMeta.from_props(props, (16, 20)) == META
+
+
+@pytest.mark.parametrize("bad", [{"resize": "stretch"}, {"labels": ("a", "a")}])
+def test_meta_rejects_bad_values(bad: dict) -> None:
+    kwargs = {
+        "name": "x",
+        "version": "1",
+        "labels": ("a", "b"),
+        "resize": "squash",
+        "input_size": (8, 8),
+        **bad,
+    }
+    with pytest.raises(ValueError):
+        ModelMeta(**kwargs)
+
+
+def test_normalize_matches_definition() -> None:
+    x = torch.randint(0, 256, (2, 3, 4, 4)).float()
+    want = (x / 255 - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
+    assert torch.allclose(Normalize(MEAN, STD)(x), want, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[nn.Module, Path, Path]:
+    tmp = tmp_path_factory.mktemp("contract")
+    net = tiny_net()
+    fp32 = export_onnx(net, META, MEAN, STD, tmp / "tiny.fp32.onnx")
+    calib = np.random.default_rng(0).integers(0, 256, (16, 16, 20, 3), dtype=np.uint8)
+    int8 = quantize_int8(fp32, tmp / "tiny.int8.onnx", calib)
+    return net, fp32, int8
+
+
+def test_exported_signature_and_metadata(exported: tuple[nn.Module, Path, Path]) -> None:
+    _, fp32, int8 = exported
+    for path in (fp32, int8):
+        assert read_metadata(path) == META
+        model = onnx.load(str(path))
+        (inp,) = model.graph.input
+        dims = inp.type.tensor_type.shape.dim
+        assert inp.name == "image" and inp.type.tensor_type.elem_type == onnx.TensorProto.UINT8
+        assert dims[0].dim_param and [d.dim_value for d in dims[1:]] == [16, 20, 3]
+        assert [o.name for o in model.graph.output] == ["probabilities"]
+
+
+def test_probabilities_dynamic_batch_and_parity(exported: tuple[nn.Module, Path, Path]) -> None:
+    net, fp32, int8 = exported
+    x = np.random.default_rng(1).integers(0, 256, (5, 16, 20, 3), dtype=np.uint8)
+    ref = run_torch(net, MEAN, STD, x)
+    for path, tol in ((fp32, 1e-5), (int8, 0.1)):
+        for n in (1, 5):
+            p = run_onnx(session(path), x[:n])
+            assert p.shape == (n, 3)
+            assert np.allclose(p.sum(1), 1, atol=1e-5)
+            assert np.abs(p - ref[:n]).max() < tol
+
+
+def test_int8_is_qdq_with_float_pre_and_post(exported: tuple[nn.Module, Path, Path]) -> None:
+    _, _, int8 = exported
+    nodes = onnx.load(str(int8)).graph.node
+    ops = [n.op_type for n in nodes]
+    assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
+    # Normalization and softmax stay float: nothing quantizes the softmax output.
+    softmax = next(n for n in nodes if n.op_type == "Softmax")
+    assert not any(softmax.output[0] in n.input for n in nodes)
+    weights_dq = [n for n in nodes if n.op_type == "DequantizeLinear" and "weight" in n.name]
+    assert weights_dq, "weights should be stored quantized"

@@ -535,6 +535,8 @@ def sample_frames(
         produced = 0
         for (first, _, _), chunk in zip(plan, pool.chunks(), strict=True):
             for i, buf in enumerate(chunk):
+                if pool.expired.is_set():  # frames still in the pipe are past the deadline
+                    break
                 frame = np.frombuffer(buf, dtype=np.uint8).reshape(size[0], size[1], 3)
                 yield round((first + i) * interval, 6), frame
                 produced += 1

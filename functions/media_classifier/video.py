@@ -677,17 +677,30 @@ _MIN_FRAME_MS = 20
 _DEFAULT_FRAME_MS = 100
 
 
+# What Pillow raises on a truncated or damaged frame.
+_PIL_ERRORS = (OSError, EOFError, ValueError, SyntaxError, IndexError)
+
+
 def _frame_durations_ms(img: Image.Image) -> list[int]:
-    """Display duration of each frame, seeking through the animation once."""
-    n = getattr(img, "n_frames", 1)
-    durations = []
-    for i in range(n):
-        img.seek(i)
-        if img.format != "GIF":
-            img.load()  # WebP sets a frame's duration when it decodes it, not on seek
-        ms = img.info.get("duration") or 0
-        durations.append(int(ms) if ms >= _MIN_FRAME_MS else _DEFAULT_FRAME_MS)
-    img.seek(0)
+    """Display duration of each frame, seeking through the animation once.
+
+    A damaged frame ends the animation there (like a truncated video); if not
+    even the first frame can be read, CORRUPT_MEDIA.
+    """
+    durations: list[int] = []
+    try:
+        for i in range(getattr(img, "n_frames", 1)):
+            img.seek(i)
+            if img.format != "GIF":
+                img.load()  # WebP sets a frame's duration when it decodes it, not on seek
+            ms = img.info.get("duration") or 0
+            durations.append(int(ms) if ms >= _MIN_FRAME_MS else _DEFAULT_FRAME_MS)
+        img.seek(0)
+    except _PIL_ERRORS as exc:
+        if not durations:
+            raise MediaError(
+                ErrorCode.CORRUPT_MEDIA, f"the animation cannot be read: {exc}"
+            ) from exc
     return durations
 
 
@@ -750,8 +763,15 @@ def sample_animation(
         arr = None
         while produced < ticks and produced * interval * 1000.0 < end_ms - 1e-6:
             if arr is None:
-                img.seek(i)
-                arr = fit_to_model(_to_rgb(img), size, policy)
+                try:
+                    img.seek(i)
+                    arr = fit_to_model(_to_rgb(img), size, policy)
+                except _PIL_ERRORS as exc:
+                    if produced:
+                        return  # a truncated animation: what decoded is the result
+                    raise MediaError(
+                        ErrorCode.CORRUPT_MEDIA, f"the animation cannot be decoded: {exc}"
+                    ) from exc
             yield round(produced * interval, 6), arr
             produced += 1
         start_ms = end_ms

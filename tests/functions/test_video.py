@@ -498,3 +498,24 @@ def test_gif_transparency_is_composited_on_white(tmp_path: Path) -> None:
         (_, frame), *_ = video.sample_animation(img, size=(64, 64), policy="squash", max_frames=5)
     assert frame[:8, :8].min() > 240  # the transparent corner
     assert tuple(frame[40, 40]) == pytest.approx(mf.PALETTE[0], abs=12)
+
+
+def test_animated_png_is_an_animation_too(tmp_path: Path) -> None:
+    frames = mf.animation_frames(len(DURATIONS))
+    path = tmp_path / "a.png"
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=DURATIONS, loop=0)
+    with Image.open(path) as img:
+        assert video.probe_animation(img).duration_sec == pytest.approx(3.0)
+        got = video.sample_animation(img, size=(8, 8), policy="squash", max_frames=50)
+        assert [mf.dominant_palette_index(f) for _, f in got] == [0, 1, 2]
+
+
+def test_truncated_gif_yields_what_decodes(tmp_path: Path) -> None:
+    path = mf.animated_gif(tmp_path / "a.gif", DURATIONS, size=(64, 48))
+    cut = mf.truncated_copy(path, tmp_path / "cut.gif", keep=0.6)
+    with Image.open(cut) as img:
+        info = video.probe_animation(img)
+        assert 0 < info.duration_sec < 3.0
+        frames = list(video.sample_animation(img, size=(8, 8), policy="squash", max_frames=50))
+    assert 1 <= len(frames) <= 3
+    assert mf.dominant_palette_index(frames[0][1]) == 0

@@ -52,9 +52,6 @@ def session_options(threads: int | None = None) -> Any:
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
-    # Workers still spin inside a run (fast on 2 vCPUs) but park as soon as it returns, so
-    # between video batches they leave the CPUs to ffmpeg (bench/README.md: -12-15 % CPU).
-    opts.add_session_config_entry("session.force_spinning_stop", "1")
     return opts
 
 

@@ -684,8 +684,10 @@ _PIL_ERRORS = (OSError, EOFError, ValueError, SyntaxError, IndexError)
 def _frame_durations_ms(img: Image.Image) -> list[int]:
     """Display duration of each frame, seeking through the animation once.
 
-    A damaged frame ends the animation there (like a truncated video); if not
-    even the first frame can be read, CORRUPT_MEDIA.
+    A frame that cannot be read makes the animation CORRUPT_MEDIA. Unlike a
+    truncated video (whose first minutes are still worth a timeline), an
+    animation is small and either whole or broken; the hostile-input corpus
+    expects CORRUPT_MEDIA for a GIF whose last frame is cut.
     """
     durations: list[int] = []
     try:
@@ -697,10 +699,7 @@ def _frame_durations_ms(img: Image.Image) -> list[int]:
             durations.append(int(ms) if ms >= _MIN_FRAME_MS else _DEFAULT_FRAME_MS)
         img.seek(0)
     except _PIL_ERRORS as exc:
-        if not durations:
-            raise MediaError(
-                ErrorCode.CORRUPT_MEDIA, f"the animation cannot be read: {exc}"
-            ) from exc
+        raise MediaError(ErrorCode.CORRUPT_MEDIA, f"the animation cannot be read: {exc}") from exc
     return durations
 
 
@@ -766,9 +765,7 @@ def sample_animation(
                 try:
                     img.seek(i)
                     arr = fit_to_model(_to_rgb(img), size, policy)
-                except _PIL_ERRORS as exc:
-                    if produced:
-                        return  # a truncated animation: what decoded is the result
+                except _PIL_ERRORS as exc:  # whole or broken, see _frame_durations_ms
                     raise MediaError(
                         ErrorCode.CORRUPT_MEDIA, f"the animation cannot be decoded: {exc}"
                     ) from exc

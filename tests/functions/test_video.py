@@ -510,12 +510,11 @@ def test_animated_png_is_an_animation_too(tmp_path: Path) -> None:
         assert [mf.dominant_palette_index(f) for _, f in got] == [0, 1, 2]
 
 
-def test_truncated_gif_yields_what_decodes(tmp_path: Path) -> None:
+def test_truncated_gif_is_corrupt(tmp_path: Path) -> None:
+    """Unlike a video, an animation with a cut frame is not analysed in part."""
     path = mf.animated_gif(tmp_path / "a.gif", DURATIONS, size=(64, 48))
     cut = mf.truncated_copy(path, tmp_path / "cut.gif", keep=0.6)
-    with Image.open(cut) as img:
-        info = video.probe_animation(img)
-        assert 0 < info.duration_sec < 3.0
-        frames = list(video.sample_animation(img, size=(8, 8), policy="squash", max_frames=50))
-    assert 1 <= len(frames) <= 3
-    assert mf.dominant_palette_index(frames[0][1]) == 0
+    with Image.open(cut) as img, pytest.raises(MediaError) as err:
+        video.probe_animation(img)
+        list(video.sample_animation(img, size=(8, 8), policy="squash", max_frames=50))
+    assert err.value.code == ErrorCode.CORRUPT_MEDIA

@@ -90,7 +90,11 @@ def markdown(res: dict[str, Any]) -> str:
         f"{meta['date']} on {meta['machine']} ({meta['cpus']} CPUs), load average "
         f"{meta['loadavg_before']} before / {meta['loadavg_after']} after, nice "
         f"{meta.get('nice', 0)}. "
-        f"Mode: {meta['mode']}. Times are medians (p90) of repeated runs after warm-up.",
+        f"Mode: {meta['mode']}. Times are medians (p90) of repeated runs after warm-up. "
+        "Each case first waited up to "
+        f"{meta.get('quiet', {}).get('wait_s', 0):g} s for the 1-minute load average to fall "
+        f"under {meta.get('quiet', {}).get('load', 0):g} (the machine is shared); `load` is "
+        "the load average when the case started.",
         "",
         "## Goals",
         "",
@@ -107,8 +111,8 @@ def markdown(res: dict[str, Any]) -> str:
         "## 1. Per image, bytes to labels",
         "",
         "| image | way | median ms | p90 ms | min ms | n | decode ms | inference ms | "
-        "peak RSS MiB | top-1 |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "peak RSS MiB | top-1 | load |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for image, ways in res["image"].items():
         for way, case in ways.items():
@@ -120,7 +124,7 @@ def markdown(res: dict[str, Any]) -> str:
                 f"| {image} | {way} | {_fmt(t['median_ms'])} | {_fmt(t['p90_ms'])} | "
                 f"{_fmt(t['min_ms'])} | {t['n']} | {_fmt(stages.get('decode'))} | "
                 f"{_fmt(stages.get('inference'))} | {_fmt(case['peak_rss_mib'])} | "
-                f"{case.get('top1', '')} |"
+                f"{case.get('top1', '')} | {case.get('loadavg_at_start', '')} |"
             )
     lines += [
         "",

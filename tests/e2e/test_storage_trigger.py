@@ -67,3 +67,15 @@ def test_every_sample_is_classified(upload, wait_for_result, sample: str) -> Non
     name = _name("samples/", sample)
     upload(name, (SAMPLES / sample).read_bytes(), "image/jpeg")
     assert wait_for_result(name)["status"] == "done"
+
+
+def test_fashion_folder_routes_to_the_fashion_model(upload, wait_for_result) -> None:
+    name = _name("fashion/", "look.jpg")
+    upload(name, (SAMPLES / "coffee.jpg").read_bytes(), "image/jpeg")
+    doc = wait_for_result(name)
+    assert doc["status"] == "done", doc
+    assert doc["model"]["id"] == "fashion_mnist_mobilenet_v2"
+    assert doc["model"]["name"] == "fashion-mnist-mobilenet-v2"
+    garments = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt"}
+    garments |= {"Sneaker", "Bag", "Ankle boot"}
+    assert {item["label"] for item in doc["labels"]} <= garments

@@ -227,6 +227,30 @@ def _video_fields(info: Any, detail: list[dict[str, Any]], segments: list[dict])
     }
 
 
+def _video_classification(
+    info: Any,
+    frames: Iterable[tuple[float, np.ndarray]],
+    media: MediaType,
+    model: Model,
+    top_k: int,
+    limits: Limits,
+    clock: _Clock,
+) -> Classification:
+    """The result of a video or an animation from its sampled frames."""
+    labels, segments, detail = _summarize_frames(
+        frames, model, top_k=top_k, limits=limits, clock=clock
+    )
+    return Classification(
+        kind="video",
+        content_type=media.mime,
+        labels=labels,
+        model=_model_ref(model),
+        timings=clock.total(),
+        video=_video_fields(info, detail, segments),
+        frames=detail,
+    )
+
+
 def _check_duration(duration: float, limits: Limits) -> None:
     if duration > limits.max_video_seconds:
         raise MediaError(
@@ -254,22 +278,11 @@ def _classify_video(
         max_frames=limits.max_frames,
     )
     try:
-        labels, segments, detail = _summarize_frames(
-            frames, model, top_k=top_k, limits=limits, clock=clock
-        )
+        return _video_classification(info, frames, media, model, top_k, limits, clock)
     finally:
         close = getattr(frames, "close", None)
         if close is not None:
             close()
-    return Classification(
-        kind="video",
-        content_type=media.mime,
-        labels=labels,
-        model=_model_ref(model),
-        timings=clock.total(),
-        video=_video_fields(info, detail, segments),
-        frames=detail,
-    )
 
 
 def _classify_animation(
@@ -306,21 +319,10 @@ def _classify_animation(
                 every_sec=limits.frame_interval_sec,
                 max_frames=limits.max_frames,
             )
-            labels, segments, detail = _summarize_frames(
-                frames, model, top_k=top_k, limits=limits, clock=clock
-            )
+            return _video_classification(info, frames, media, model, top_k, limits, clock)
     except bombs as exc:
         raise MediaError(ErrorCode.TOO_LARGE, f"an animation frame is too large: {exc}") from exc
     except DECODE_ERRORS as exc:  # a later frame is broken: Pillow only finds out on seek
         raise MediaError(
             ErrorCode.CORRUPT_MEDIA, f"the animation cannot be decoded: {exc}"
         ) from exc
-    return Classification(
-        kind="video",
-        content_type=media.mime,
-        labels=labels,
-        model=_model_ref(model),
-        timings=clock.total(),
-        video=_video_fields(info, detail, segments),
-        frames=detail,
-    )

@@ -12,10 +12,12 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import logs
 from .images import RESIZE_POLICIES
 
 if TYPE_CHECKING:
@@ -174,7 +176,11 @@ class ModelRegistry:
                 files = self.files()
                 if key not in files:
                     raise KeyError(key)
-                self._loaded[key] = Model.load(files[key])
+                started = time.perf_counter()
+                model = Model.load(files[key])
+                millis = (time.perf_counter() - started) * 1000
+                logs.model_loaded(key, model.name, model.version, millis)
+                self._loaded[key] = model
             return self._loaded[key]
 
     def all(self) -> list[Model]:

@@ -17,6 +17,7 @@ class ErrorCode(StrEnum):
     TOO_LARGE = "TOO_LARGE"  # bytes or pixels above the configured limit
     TOO_LONG = "TOO_LONG"  # video duration above the configured limit
     EMPTY = "EMPTY"  # zero-byte object
+    TIMEOUT = "TIMEOUT"  # decoding outran its time budget (overloaded instance or odd file)
     NOT_FOUND = "NOT_FOUND"  # the object vanished (deleted/replaced) before it was read
     UNKNOWN_MODEL = "UNKNOWN_MODEL"  # a route or request names a model not served
     INTERNAL = "INTERNAL"  # a bug or an infrastructure failure on our side

@@ -47,6 +47,7 @@ _TABLE: dict[str, _Mapping] = {
     ErrorCode.TOO_LARGE: _Mapping(FunctionsErrorCode.RESOURCE_EXHAUSTED, 413),
     ErrorCode.TOO_LONG: _Mapping(FunctionsErrorCode.RESOURCE_EXHAUSTED, 413),
     ErrorCode.EMPTY: _Mapping(FunctionsErrorCode.INVALID_ARGUMENT, 400),
+    ErrorCode.TIMEOUT: _Mapping(FunctionsErrorCode.DEADLINE_EXCEEDED, 504),
     ErrorCode.NOT_FOUND: _Mapping(FunctionsErrorCode.NOT_FOUND, 404),
     ErrorCode.UNKNOWN_MODEL: _Mapping(FunctionsErrorCode.INVALID_ARGUMENT, 400),
     ErrorCode.INTERNAL: _Mapping(FunctionsErrorCode.INTERNAL, 500),

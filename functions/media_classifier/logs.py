@@ -15,8 +15,9 @@ from typing import Any
 
 def _write(severity: str, event: str, message: str, **fields: Any) -> None:
     entry = {"severity": severity, "message": message, "event": event, **fields}
-    stream = sys.stderr if severity in ("WARNING", "ERROR") else sys.stdout
-    print(json.dumps(entry, ensure_ascii=False, default=str), file=stream, flush=True)
+    # stderr for every severity: Cloud Logging reads the JSON severity from either
+    # stream, and stdout stays free for the CLI's results.
+    print(json.dumps(entry, ensure_ascii=False, default=str), file=sys.stderr, flush=True)
 
 
 def ignored_outside_prefix(name: str, prefix: str) -> None:

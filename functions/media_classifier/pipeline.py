@@ -186,8 +186,13 @@ def _summarize_frames(
     top_k: int,
     limits: Limits,
     clock: _Clock,
+    interval: float,
+    duration: float,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
     """Run the model over sampled frames: overall labels, segments and per-frame detail.
+
+    ``interval`` is the sampling interval actually used (stretched when the video is
+    longer than ``max_frames`` intervals), so segments end where their frames do.
 
     Only a running sum of probabilities and each frame's top labels are kept, so
     memory does not grow with the number of frames beyond a few numbers per frame.
@@ -211,7 +216,8 @@ def _summarize_frames(
         [f["t"] for f in detail],
         [f["labels"][0]["label"] for f in detail],
         [f["labels"][0]["score"] for f in detail],
-        interval=limits.frame_interval_sec,
+        interval=interval,
+        duration=duration,
     )
     return labels, segments, detail
 
@@ -237,8 +243,17 @@ def _video_classification(
     clock: _Clock,
 ) -> Classification:
     """The result of a video or an animation from its sampled frames."""
+    from .video import sampling_interval
+
+    interval = sampling_interval(info.duration_sec, limits.frame_interval_sec, limits.max_frames)
     labels, segments, detail = _summarize_frames(
-        frames, model, top_k=top_k, limits=limits, clock=clock
+        frames,
+        model,
+        top_k=top_k,
+        limits=limits,
+        clock=clock,
+        interval=interval,
+        duration=info.duration_sec,
     )
     return Classification(
         kind="video",

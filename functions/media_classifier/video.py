@@ -484,7 +484,7 @@ def sample_frames(
     honoured. A truncated file yields what decodes, then stops; if nothing
     decodes, CORRUPT_MEDIA. ``timeout`` (default: 30 s + the video's
     duration) bounds the whole iteration; on expiry the decoders are killed
-    and CORRUPT_MEDIA is raised. Closing the generator early (``break``,
+    and TIMEOUT is raised. Closing the generator early (``break``,
     exception) kills the ffmpeg processes at once. ``workers``: parallel
     decoder processes (default: the CPUs this process may use).
     """
@@ -548,7 +548,7 @@ def sample_frames(
             if produced >= max_frames or pool.expired.is_set():
                 break
         if pool.expired.is_set():
-            raise MediaError(ErrorCode.CORRUPT_MEDIA, f"decoding took longer than {budget:.0f} s")
+            raise MediaError(ErrorCode.TIMEOUT, f"decoding took longer than {budget:.0f} s")
         if produced == 0:
             detail = pool.last_error() or "no frame decoded"
             raise MediaError(ErrorCode.CORRUPT_MEDIA, f"no frame could be decoded: {detail[:200]}")

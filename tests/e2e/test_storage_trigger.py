@@ -79,3 +79,13 @@ def test_fashion_folder_routes_to_the_fashion_model(upload, wait_for_result) -> 
     garments = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt"}
     garments |= {"Sneaker", "Bag", "Ankle boot"}
     assert {item["label"] for item in doc["labels"]} <= garments
+
+
+def test_the_function_writes_nothing_to_storage(storage_bucket, upload, wait_for_result) -> None:
+    """Results live in Firestore only, so the trigger can never feed itself."""
+    name = _name("", "only.jpg")
+    upload(name, (SAMPLES / "coffee.jpg").read_bytes(), "image/jpeg")
+    wait_for_result(name)
+    tag = name.split("/")[1]
+    written = [blob.name for blob in storage_bucket.list_blobs() if tag in blob.name]
+    assert written == [name]

@@ -14,6 +14,12 @@ SAMPLES = Path(__file__).resolve().parents[2] / "samples" / "images"
 SHIPPED = sorted(MODELS_DIR.glob("*.onnx"))
 
 
+def test_every_shipped_model_has_its_own_id() -> None:
+    """Ids are file names up to the first dot: two files with one id would shadow each other."""
+    keys = [path.name.split(".", 1)[0] for path in SHIPPED]
+    assert len(keys) == len(set(keys)), keys
+
+
 def test_the_default_model_is_shipped() -> None:
     assert (MODELS_DIR / "imagenet_mobilenet_v2.int8.onnx").is_file()
 

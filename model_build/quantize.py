@@ -126,10 +126,15 @@ def quantize_int8(
     method: str = "minmax",
     per_channel: bool = True,
     keep_float: list[str] | None = None,
+    percentile: float = 99.999,
 ) -> Path:
     """Write the int8 QDQ twin of ``fp32_path`` (metadata_props are carried over).
 
     ``keep_float``: node names left unquantized (see ``weight_sensitivity``).
+    ``percentile``: for ``method="percentile"``, the share of each activation's calibration
+    histogram kept inside the int8 range. Why tunable: on MobileNetV2 99.99 clips a few rare
+    outliers and gives the common values finer steps, which kept top-1 closer to the float
+    model on the calibration images than 99.999 did.
     """
     fp32 = onnx.load(str(fp32_path))
     with tempfile.TemporaryDirectory() as tmp:
@@ -144,7 +149,7 @@ def quantize_int8(
             "OpTypesToExcludeOutputQuantization": ["Gemm", "MatMul"],
         }
         if method == "percentile":
-            extra["CalibPercentile"] = 99.999
+            extra["CalibPercentile"] = percentile
         quantize_static(
             str(pre),
             str(int8_path),

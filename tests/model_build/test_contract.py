@@ -104,3 +104,31 @@ def test_int8_is_qdq_with_float_pre_and_post(exported: tuple[nn.Module, Path, Pa
     assert not any(softmax.output[0] in n.input for n in nodes)
     weights_dq = [n for n in nodes if n.op_type == "DequantizeLinear" and "weight" in n.name]
     assert weights_dq, "weights should be stored quantized"
+
+
+def test_percentile_narrows_activation_ranges(
+    exported: tuple[nn.Module, Path, Path], tmp_path: Path
+) -> None:
+    """A lower calibration percentile clips more outliers: activation scales must shrink.
+
+    Guards the ``percentile`` argument that the default model's candidate list relies on.
+    """
+    _, fp32, _ = exported
+    calib = np.random.default_rng(0).integers(0, 256, (16, 16, 20, 3), dtype=np.uint8)
+
+    def act_scales(pct: float) -> dict[str, float]:
+        path = quantize_int8(
+            fp32, tmp_path / f"p{pct}.onnx", calib, method="percentile", percentile=pct
+        )
+        model = onnx.load(str(path))
+        inits = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+        return {
+            n.input[0]: float(inits[n.input[1]])
+            for n in model.graph.node
+            if n.op_type == "QuantizeLinear" and inits[n.input[1]].ndim == 0
+        }
+
+    wide, narrow = act_scales(100.0), act_scales(90.0)
+    assert wide.keys() == narrow.keys() and wide
+    assert all(narrow[k] <= wide[k] for k in wide)
+    assert any(narrow[k] < 0.9 * wide[k] for k in wide)

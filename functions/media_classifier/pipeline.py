@@ -30,6 +30,9 @@ FRAME_TOP_K = 3
 #: of 20 1x1 frames on a 7000x7000 screen took 12 s; with 2,000 frames it would
 #: outlive the function's timeout and never get a result document.
 ANIMATION_PIXELS_FACTOR = 20
+#: Animations with more frames are refused (TOO_LONG) before any is decoded: reading each
+#: frame's duration decodes it, and a 100 MB GIF can hold millions of tiny frames.
+MAX_ANIMATION_FRAMES = 20_000
 
 
 @dataclass(frozen=True)
@@ -308,11 +311,17 @@ def _classify_animation(
     from .images import DECODE_ERRORS
 
     width, height = img.size
-    total = img.n_frames * width * height  # frame headers only: cheap
+    frames = img.n_frames  # frame headers only: ~3 us a frame, bounded by max_bytes
+    if frames > MAX_ANIMATION_FRAMES:
+        raise MediaError(
+            ErrorCode.TOO_LONG,
+            f"animation has {frames:,} frames; the limit is {MAX_ANIMATION_FRAMES:,}",
+        )
+    total = frames * width * height
     if total > ANIMATION_PIXELS_FACTOR * limits.max_pixels:
         raise MediaError(
             ErrorCode.TOO_LARGE,
-            f"animation has {img.n_frames:,} frames of {width}x{height} = {total:,} pixels; "
+            f"animation has {frames:,} frames of {width}x{height} = {total:,} pixels; "
             f"the limit is {ANIMATION_PIXELS_FACTOR * limits.max_pixels:,}",
         )
     from PIL import Image

@@ -71,3 +71,17 @@ def test_video_over_the_duration_limit_is_too_long(model: Model, tmp_path: Path)
     with pytest.raises(MediaError) as info:
         classify_file(str(path), model, top_k=1, limits=Limits(max_video_seconds=2))
     assert info.value.code == ErrorCode.TOO_LONG
+
+
+def test_animation_with_too_many_frames_is_refused_before_decoding(
+    model: Model, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from media_classifier import pipeline
+    from tests import media_factory
+
+    monkeypatch.setattr(pipeline, "MAX_ANIMATION_FRAMES", 10)
+    path = media_factory.animated_gif(tmp_path / "many.gif", [100] * 11)
+    with pytest.raises(MediaError) as info:
+        classify_bytes(path.read_bytes(), model, top_k=1, limits=Limits())
+    assert info.value.code == ErrorCode.TOO_LONG
+    assert "11 frames" in info.value.message

@@ -146,7 +146,7 @@ def _classify_image_bytes(
     img = images.open_image(data, max_pixels=limits.max_pixels)
     if images.is_animated(img):
         return _classify_animation(img, media, model, top_k=top_k, limits=limits, clock=clock)
-    rgb = images.load_rgb(img, target=model.input_size, policy=model.resize_policy)
+    rgb = images.load_rgb(img, target=model.input_size, policy=model.resize_policy, data=data)
     array = images.fit_to_model(rgb, model.input_size, model.resize_policy)
     t = clock.add("decode", t)
     probs = model.predict(np.expand_dims(array, 0))[0]

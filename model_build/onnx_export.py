@@ -25,12 +25,19 @@ def export_onnx(
     std: Sequence[float],
     path: Path,
 ) -> Path:
-    """Write ``net`` wrapped in the contract (uint8 NHWC in, probabilities out) to ``path``.
+    """Write ``net`` wrapped in the contract (uint8 NHWC in, probabilities out) to ``path``."""
+    wrapped = ServingModel(net, mean, std, size=meta.input_size)
+    return export_serving(wrapped, meta, path)
+
+
+def export_serving(wrapped: nn.Module, meta: ModelMeta, path: Path) -> Path:
+    """Write an already wrapped model (``ServingModel``) with the contract's metadata.
 
     The TorchScript-based exporter is used (``dynamo=False``): it needs no extra packages
-    (onnxscript) and gives a plain graph that ONNX Runtime's quantizer handles well.
+    (onnxscript) and gives a plain graph that ONNX Runtime's quantizer handles well; its tensor
+    names follow module paths, which ``qsim`` relies on.
     """
-    wrapped = ServingModel(net, mean, std).eval().cpu()
+    wrapped = wrapped.eval().cpu()
     h, w = meta.input_size
     dummy = torch.zeros(2, h, w, 3, dtype=torch.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)

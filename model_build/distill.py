@@ -1,0 +1,179 @@
+"""Quantization-aware distillation of the pretrained ImageNet model (``distill`` command).
+
+Two halves, because the GPU machine has no sample-media packages and no network:
+
+* ``pack`` (here, in ``export-pretrained --distill-pack``): the calibration images' sources at
+  288x288 and the activation scales of the post-training-quantized file, in one ``.npz``;
+* ``run`` (``python -m model_build distill PACK --out STUDENT.pt``, on a GPU or the CPU): the
+  student (the folded serving network, BatchNorm folded, int8 simulated by ``qsim``) learns to
+  reproduce the float original's probabilities on random crops, flips and small colour changes
+  of those images. Only calibration images are used; the check set never is.
+
+``export-pretrained --student STUDENT.pt`` then exports and quantizes the student with the very
+activation scales it was trained with, and keeps it only if it agrees better with the original
+on the calibration images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from model_build import qsim
+from model_build.backbones import get_backbone
+from model_build.wrapper import ServingModel
+
+PACK_SIZE = 288  # source resolution: room for random crops around the 224 model input
+
+
+def student_model(net: nn.Module, mean, std, size: tuple[int, int]) -> ServingModel:
+    """The folded serving network with BatchNorm folded: what the int8 file computes in float."""
+    serving = ServingModel(copy.deepcopy(net).eval(), mean, std, size=size).eval()
+    if not serving.folded:
+        raise ValueError("distillation needs a stem that normalization folds into")
+    return qsim.fold_batchnorm(serving)
+
+
+def write_pack(path: Path, sources: np.ndarray, calib_x: np.ndarray, params: qsim.QuantParams):
+    """Save what ``run`` needs (uint8 arrays and the activation scales as JSON)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, sources=sources, calib=calib_x, params=np.array(json.dumps(params)))
+
+
+def read_pack(path: Path) -> tuple[np.ndarray, np.ndarray, qsim.QuantParams]:
+    with np.load(path) as z:
+        params = {k: (float(v[0]), int(v[1])) for k, v in json.loads(str(z["params"])).items()}
+        return z["sources"], z["calib"], params
+
+
+def augment(src: torch.Tensor, out: int, gen: torch.Generator, mix: float = 0.0) -> torch.Tensor:
+    """Random crops (45-100 % of the side), flips and +-10 % brightness/contrast -> uint8 NHWC.
+
+    ``mix``: share of images blended with another one of the batch (weight uniform in 0..1):
+    with few source images, matching the teacher on such blends is what generalizes ("function
+    matching", Beyer et al. 2022). Why uint8: the student must see exactly what serving feeds it.
+    """
+    n, size = src.shape[0], src.shape[1]
+    x = src.permute(0, 3, 1, 2).float()
+    crops = []
+    for i in range(n):
+        side = int(size * (0.45 + 0.55 * torch.rand(1, generator=gen).item()))
+        top = int(torch.randint(0, size - side + 1, (1,), generator=gen).item())
+        left = int(torch.randint(0, size - side + 1, (1,), generator=gen).item())
+        crop = x[i : i + 1, :, top : top + side, left : left + side]
+        crops.append(F.interpolate(crop, size=(out, out), mode="bilinear", antialias=True))
+    x = torch.cat(crops)
+    flip = (torch.rand(n, generator=gen) < 0.5).to(x.device)
+    x[flip] = x[flip].flip(3)
+    gain = (1 + 0.2 * (torch.rand(n, 1, 1, 1, generator=gen) - 0.5)).to(x.device)
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    contrast = (1 + 0.2 * (torch.rand(n, 1, 1, 1, generator=gen) - 0.5)).to(x.device)
+    x = ((x - mean) * contrast + mean) * gain
+    if mix > 0:
+        lam = torch.rand(n, 1, 1, 1, generator=gen).to(x.device)
+        lam[torch.rand(n, generator=gen) >= mix] = 1.0
+        other = torch.randperm(n, generator=gen).to(x.device)
+        x = lam * x + (1 - lam) * x[other]
+    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train the int8-simulated student against the float teacher; save its float weights."""
+    dev = torch.device(args.device if torch.cuda.is_available() or args.device == "cpu" else "cpu")
+    torch.manual_seed(args.seed)
+    backbone = get_backbone("mobilenet_v2")
+    net = backbone.pretrained(224, args.weights).eval()
+    sources, calib, params = read_pack(args.pack)
+    student = student_model(net, backbone.mean, backbone.std, (224, 224))
+    teacher = ServingModel(net, backbone.mean, backbone.std).eval().to(dev)
+    qsim.attach(student, params)
+    student.to(dev).eval()  # eval: BN is folded, dropout off; gradients still flow
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    # The stem's weights act on raw 0..255 pixels (normalization folded in): their gradients
+    # are ~10^4 times their size, so any shared learning rate would wreck them. They stay fixed.
+    stem = student.net[1].get_submodule(_first_conv_name(student.net[1]))
+    stem.parametrizations.weight.original.requires_grad_(False)
+    trainable = [p for p in student.parameters() if p.requires_grad]
+    # SGD, not Adam: Adam's per-weight step size moves near-zero (BN-folded, nearly dead)
+    # channels as far as live ones, which wrecked the int8 simulation in a single step.
+    opt = torch.optim.SGD(trainable, lr=args.lr, momentum=0.9)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, args.steps)
+    src = torch.from_numpy(sources).to(dev)
+    calib_t = torch.from_numpy(calib).to(dev)
+    gen = torch.Generator().manual_seed(args.seed)
+
+    def calib_score() -> tuple[float, float]:
+        with torch.no_grad():
+            t, s = teacher(calib_t), student(calib_t)
+        return float(qsim.kl_to(t, s)), qsim.agreement(t.cpu().numpy(), s.cpu().numpy())
+
+    log = [{"step": 0, "calib_kl_agreement": calib_score()}]
+    print(json.dumps(log[-1]), flush=True)
+    start = time.time()
+    for step in range(1, args.steps + 1):
+        if time.time() - start > args.max_minutes * 60:
+            print(f"time budget reached after {step - 1} steps", flush=True)
+            break
+        idx = torch.randint(0, len(src), (args.batch,), generator=gen).to(dev)
+        x = augment(src[idx], 224, gen, args.mix)
+        if args.calib_share > 0:  # the exact serving crops too, not only augmented ones
+            k = max(1, int(args.batch * args.calib_share))
+            pick = torch.randint(0, len(calib_t), (k,), generator=gen).to(dev)
+            x = torch.cat([x, calib_t[pick]])
+        with torch.no_grad():
+            target = teacher(x)
+        loss = qsim.kl_to(target, student(x))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if step % args.log_every == 0 or step == args.steps:
+            log.append(
+                {
+                    "step": step,
+                    "loss": float(loss),
+                    "calib_kl_agreement": calib_score(),
+                    "seconds": round(time.time() - start, 1),
+                }
+            )
+            print(json.dumps(log[-1]), flush=True)
+    qsim.strip(student)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    config = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    torch.save(
+        {"state_dict": student.cpu().state_dict(), "params": params, "log": log, "config": config},
+        args.out,
+    )
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _first_conv_name(net: nn.Module) -> str:
+    return next(name for name, m in net.named_modules() if isinstance(m, nn.Conv2d))
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """CLI options of ``distill``."""
+    p.add_argument("pack", type=Path, help=".npz written by export-pretrained --distill-pack")
+    p.add_argument("--out", type=Path, required=True, help="student checkpoint to write")
+    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3, help="SGD (momentum 0.9) learning rate")
+    p.add_argument(
+        "--calib-share", type=float, default=0.25, help="extra share of exact calibration crops"
+    )
+    p.add_argument("--mix", type=float, default=0.0, help="share of blended images (mixup)")
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-minutes", type=float, default=60.0, help="stop early after this")
+    p.add_argument("--log-every", type=int, default=100)
+    p.add_argument("--weights", type=Path, default=None, help="explicit mobilenet_v2 .pth")

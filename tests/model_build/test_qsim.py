@@ -1,0 +1,167 @@
+"""The int8 simulation must match the QDQ file ONNX Runtime runs, tensor for tensor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import parametrize
+
+from model_build import qsim
+from model_build.contract import ModelMeta
+from model_build.distill import augment, read_pack, student_model, write_pack
+from model_build.onnx_export import export_onnx, export_serving, run_onnx, session
+from model_build.quantize import quantize_int8
+
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+SIZE = (32, 32)
+META = ModelMeta("tinymobile", "0.1.0", ("a", "b", "c"), "squash", SIZE)
+
+
+class Block(nn.Module):
+    """A residual block named like MobileNetV2's (``conv`` inside, ``x + conv(x)``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Sequential(
+            nn.Sequential(
+                nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False), nn.BatchNorm2d(8), nn.ReLU6()
+            ),
+            nn.Conv2d(8, 8, 1, bias=False),
+            nn.BatchNorm2d(8),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv(x)
+
+
+class TinyMobile(nn.Module):
+    """MobileNetV2's layout in miniature: features, functional pooling, classifier."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1, bias=False), nn.BatchNorm2d(8), nn.ReLU6()),
+            Block(),
+            nn.Sequential(nn.Conv2d(8, 16, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU6()),
+        )
+        self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(16, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.adaptive_avg_pool2d(self.features(x), 1)
+        return self.classifier(torch.flatten(x, 1))
+
+
+def tiny() -> nn.Module:
+    torch.manual_seed(0)
+    net = TinyMobile()
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2)
+                m.weight.uniform_(0.5, 1.5)
+    return net.eval()
+
+
+def smooth_images(n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (n, 3, 8, 8)).astype(np.float32)
+    big = F.interpolate(torch.from_numpy(small), size=SIZE, mode="bilinear")
+    return big.permute(0, 2, 3, 1).round().clamp(0, 255).to(torch.uint8).numpy()
+
+
+@pytest.fixture(scope="module")
+def quantized(tmp_path_factory: pytest.TempPathFactory) -> tuple[nn.Module, Path, np.ndarray]:
+    tmp = tmp_path_factory.mktemp("qsim")
+    net = tiny()
+    fp32 = export_onnx(net, META, MEAN, STD, tmp / "t.fp32.onnx")
+    calib = smooth_images(24, 0)
+    return net, quantize_int8(fp32, tmp / "t.int8.onnx", calib, method="minmax"), calib
+
+
+def test_onnx_scope_follows_the_exporter() -> None:
+    assert (
+        qsim.onnx_scope("net.1.features.3.conv.0.2")
+        == "/net/net.1/features/features.3/conv/conv.0/conv.0.2"
+    )
+
+
+def test_fake_quant_rounds_clamps_and_passes_gradients_only_inside() -> None:
+    x = torch.tensor([-0.9, 0.26, 0.74, 3.0], requires_grad=True)
+    y = qsim.fake_quant(x, 0.5, 2)  # representable: -1.0 .. 126.5 in steps of 0.5
+    assert y.tolist() == [-1.0, 0.5, 0.5, 3.0]
+    qsim.fake_quant(torch.tensor([-5.0]), 0.5, 2)  # below range: clamps, no error
+    y.sum().backward()
+    assert x.grad.tolist() == [1.0, 1.0, 1.0, 1.0]
+    z = torch.tensor([-5.0, 200.0], requires_grad=True)
+    qsim.fake_quant(z, 0.5, 2).sum().backward()
+    assert z.grad.tolist() == [0.0, 0.0]
+
+
+def test_the_stem_input_is_quantized_exactly(quantized: tuple) -> None:
+    _, int8, _ = quantized
+    params = qsim.activation_params(int8)
+    stem = [t for t in params if "Concat" in t]
+    assert len(stem) == 1 and params[stem[0]] == (1.0, 0)
+
+
+def test_simulation_matches_onnx_runtime(quantized: tuple) -> None:
+    net, int8, _ = quantized
+    params = qsim.activation_params(int8)
+    student = student_model(net, MEAN, STD, SIZE)
+    placed = qsim.attach(student, params)
+    assert sorted(placed) == sorted(params)
+    test = smooth_images(16, 1)
+    with torch.no_grad():
+        sim = student(torch.from_numpy(test)).numpy()
+    ort = run_onnx(session(int8), test)
+    assert np.abs(sim - ort).max() < 0.02
+    # and the simulation is not the float model (it does round)
+    with torch.no_grad():
+        plain = student_model(net, MEAN, STD, SIZE)(torch.from_numpy(test)).numpy()
+    assert np.abs(plain - ort).max() > np.abs(sim - ort).max()
+
+
+def test_unknown_quantized_tensor_is_an_error(quantized: tuple) -> None:
+    net, _, _ = quantized
+    with pytest.raises(KeyError):
+        qsim.attach(student_model(net, MEAN, STD, SIZE), {"/net/nowhere/Conv_output_0": (1.0, 0)})
+
+
+def test_trained_student_round_trips_with_its_scales(quantized: tuple, tmp_path: Path) -> None:
+    """strip() leaves plain float weights whose export re-quantizes with the trained scales."""
+    net, int8, calib = quantized
+    params = qsim.activation_params(int8)
+    student = student_model(net, MEAN, STD, SIZE)
+    qsim.attach(student, params)
+    opt = torch.optim.SGD([p for p in student.parameters() if p.requires_grad], lr=1e-3)
+    x = torch.from_numpy(calib)
+    teacher = student_model(net, MEAN, STD, SIZE)
+    with torch.no_grad():
+        target = teacher(x)
+    qsim.kl_to(target, student(x)).backward()
+    opt.step()
+    qsim.strip(student)
+    assert not any(parametrize.is_parametrized(m) for m in student.modules())
+    assert not any(m._forward_hooks for m in student.modules())
+    fp32 = export_serving(student, META, tmp_path / "s.fp32.onnx")
+    again = quantize_int8(fp32, tmp_path / "s.int8.onnx", calib, activation_overrides=params)
+    assert qsim.activation_params(again) == params
+
+
+def test_pack_round_trip_and_augment(tmp_path: Path) -> None:
+    src = smooth_images(6, 2)
+    params = {"/a/Conv_output_0": (0.05, 3)}
+    write_pack(tmp_path / "p.npz", src, src[:2], params)
+    s, c, p = read_pack(tmp_path / "p.npz")
+    assert np.array_equal(s, src) and np.array_equal(c, src[:2]) and p == params
+    gen = torch.Generator().manual_seed(0)
+    out = augment(torch.from_numpy(src), 24, gen, mix=1.0)
+    assert out.shape == (6, 24, 24, 3) and out.dtype == torch.uint8
+    plain = augment(torch.from_numpy(src), 24, torch.Generator().manual_seed(0))
+    assert not torch.equal(out, plain)

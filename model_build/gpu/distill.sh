@@ -7,9 +7,8 @@
 # Runs the configurations side by side on one GPU; brings back OUTDIR/student<TAG>.pt and logs.
 set -u
 out=${1:?out dir}; minutes=${2:?minutes}; shift 2
-export MODEL_BUILD_WEIGHTS_DIR=.mb-carry PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv,noheader
-python3 -c 'import torch, torchvision; print(torch.__version__, torchvision.__version__, torch.cuda.is_available())'
+# shellcheck source=model_build/gpu/common.sh
+source "$(dirname "$0")/common.sh"
 tags=()
 for spec in "$@"; do
   tag=${spec%%:*}; args=${spec#*:}; tags+=("$tag")

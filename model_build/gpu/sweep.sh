@@ -8,9 +8,8 @@
 # Brings back OUTDIR/best<TAG>.pt and OUTDIR/run<TAG>.tgz (metrics, config, log) per run.
 set -u
 out=${1:?out dir}; minutes=${2:?minutes}; shift 2
-export MODEL_BUILD_WEIGHTS_DIR=.mb-carry PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv,noheader
-python3 -c 'import torch, torchvision; print(torch.__version__, torchvision.__version__, torch.cuda.is_available())'
+# shellcheck source=model_build/gpu/common.sh
+source "$(dirname "$0")/common.sh"
 tags=()
 for spec in "$@"; do
   tag=${spec%%:*}; args=${spec#*:}; tags+=("$tag")

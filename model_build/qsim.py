@@ -114,12 +114,11 @@ def attach(serving: nn.Module, params: QuantParams) -> list[str]:
     by_scope = {onnx_scope(name): mod for name, mod in serving.named_modules() if name}
     for tensor, (scale, zp) in params.items():
         scope, _, kind = tensor.rpartition("/")
-        if kind.startswith("Concat"):
-            mod = by_scope.get(scope)  # the MeanPad in front of the stem
-        elif kind in ("Clip_output_0", "Conv_output_0", "Add_output_0"):
-            mod = by_scope.get(scope)
-        else:
-            continue  # pooled features: handled below, in order
+        if kind.endswith(("GlobalAveragePool_output_0", "Flatten_output_0")):
+            continue  # pooled features: functional in the network, handled below, in order
+        # The output of the module at ``scope``: MeanPad (Concat), ReLU6 (Clip), a BN-folded
+        # Conv2d, or a residual block (Add).
+        mod = by_scope.get(scope)
         if mod is None:
             raise KeyError(f"no module for quantized tensor {tensor}")
         mod.register_forward_hook(_output_hook(scale, zp))

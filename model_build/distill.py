@@ -28,6 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from model_build import qsim
+from model_build.augment import AugmentConfig
+from model_build.augment import augment as batch_augment
 from model_build.backbones import get_backbone
 from model_build.wrapper import ServingModel
 
@@ -54,34 +56,34 @@ def read_pack(path: Path) -> tuple[np.ndarray, np.ndarray, qsim.QuantParams]:
         return z["sources"], z["calib"], params
 
 
+#: Crops of 20-100 % of the area (45-100 % of the side), flips, +-10 % brightness/contrast.
+DISTILL_AUGMENT = AugmentConfig(
+    scale_min=0.2,
+    ratio=1.0,
+    hflip=0.5,
+    rotate=0.0,
+    brightness=0.1,
+    contrast=0.1,
+    saturation=0.0,
+    erase=0.0,
+)
+
+
 def augment(src: torch.Tensor, out: int, gen: torch.Generator, mix: float = 0.0) -> torch.Tensor:
-    """Random crops (45-100 % of the side), flips and +-10 % brightness/contrast -> uint8 NHWC.
+    """Training's batch augmentation (``DISTILL_AUGMENT``), resized to ``out`` -> uint8 NHWC.
 
     ``mix``: share of images blended with another one of the batch (weight uniform in 0..1):
     with few source images, matching the teacher on such blends is what generalizes ("function
     matching", Beyer et al. 2022). Why uint8: the student must see exactly what serving feeds it.
+    ``gen`` must live on ``src``'s device.
     """
-    n, size = src.shape[0], src.shape[1]
-    x = src.permute(0, 3, 1, 2).float()
-    crops = []
-    for i in range(n):
-        side = int(size * (0.45 + 0.55 * torch.rand(1, generator=gen).item()))
-        top = int(torch.randint(0, size - side + 1, (1,), generator=gen).item())
-        left = int(torch.randint(0, size - side + 1, (1,), generator=gen).item())
-        crop = x[i : i + 1, :, top : top + side, left : left + side]
-        crops.append(F.interpolate(crop, size=(out, out), mode="bilinear", antialias=True))
-    x = torch.cat(crops)
-    flip = (torch.rand(n, generator=gen) < 0.5).to(x.device)
-    x[flip] = x[flip].flip(3)
-    gain = (1 + 0.2 * (torch.rand(n, 1, 1, 1, generator=gen) - 0.5)).to(x.device)
-    mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    contrast = (1 + 0.2 * (torch.rand(n, 1, 1, 1, generator=gen) - 0.5)).to(x.device)
-    x = ((x - mean) * contrast + mean) * gain
+    x = batch_augment(src.permute(0, 3, 1, 2).float(), DISTILL_AUGMENT, gen)
+    x = F.interpolate(x, size=(out, out), mode="bilinear", antialias=True)
     if mix > 0:
-        lam = torch.rand(n, 1, 1, 1, generator=gen).to(x.device)
-        lam[torch.rand(n, generator=gen) >= mix] = 1.0
-        other = torch.randperm(n, generator=gen).to(x.device)
-        x = lam * x + (1 - lam) * x[other]
+        n, dev = x.shape[0], x.device
+        lam = torch.rand(n, 1, 1, 1, device=dev, generator=gen)
+        lam[torch.rand(n, device=dev, generator=gen) >= mix] = 1.0
+        x = lam * x + (1 - lam) * x[torch.randperm(n, device=dev, generator=gen)]
     return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
 
 
@@ -109,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, args.steps)
     src = torch.from_numpy(sources).to(dev)
     calib_t = torch.from_numpy(calib).to(dev)
-    gen = torch.Generator().manual_seed(args.seed)
+    gen = torch.Generator(device=dev).manual_seed(args.seed)
 
     def calib_score() -> tuple[float, float]:
         with torch.no_grad():
@@ -123,11 +125,11 @@ def run(args: argparse.Namespace) -> int:
         if time.time() - start > args.max_minutes * 60:
             print(f"time budget reached after {step - 1} steps", flush=True)
             break
-        idx = torch.randint(0, len(src), (args.batch,), generator=gen).to(dev)
+        idx = torch.randint(0, len(src), (args.batch,), device=dev, generator=gen)
         x = augment(src[idx], 224, gen, args.mix)
         if args.calib_share > 0:  # the exact serving crops too, not only augmented ones
             k = max(1, int(args.batch * args.calib_share))
-            pick = torch.randint(0, len(calib_t), (k,), generator=gen).to(dev)
+            pick = torch.randint(0, len(calib_t), (k,), device=dev, generator=gen)
             x = torch.cat([x, calib_t[pick]])
         with torch.no_grad():
             target = teacher(x)

@@ -3,7 +3,8 @@
 Two halves, because the GPU machine has no sample-media packages and no network:
 
 * ``pack`` (here, in ``export-pretrained --distill-pack``): the calibration images' sources at
-  288x288 and the activation scales of the post-training-quantized file, in one ``.npz``;
+  288x288, the activation scales of the post-training-quantized file and the convolutions it
+  keeps in float, in one ``.npz``;
 * ``run`` (``python -m model_build distill PACK --out STUDENT.pt``, on a GPU or the CPU): the
   student (the folded serving network, BatchNorm folded, int8 simulated by ``qsim``) learns to
   reproduce the float original's probabilities on random crops, flips and small colour changes
@@ -20,12 +21,15 @@ import argparse
 import copy
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import parametrize
 
 from model_build import qsim
 from model_build.augment import AugmentConfig
@@ -44,16 +48,38 @@ def student_model(net: nn.Module, mean, std, size: tuple[int, int]) -> ServingMo
     return qsim.fold_batchnorm(serving)
 
 
-def write_pack(path: Path, sources: np.ndarray, calib_x: np.ndarray, params: qsim.QuantParams):
-    """Save what ``run`` needs (uint8 arrays and the activation scales as JSON)."""
+class Pack(NamedTuple):
+    """What a distillation run needs from the build machine."""
+
+    sources: np.ndarray  # calibration images' centre crops at PACK_SIZE, uint8 NHWC
+    calib: np.ndarray  # the same images exactly as serving feeds them, uint8 NHWC
+    params: qsim.QuantParams  # activation scales of the post-training int8 file it starts from
+    float_nodes: list[str]  # convolutions that file keeps in float
+
+
+def write_pack(
+    path: Path,
+    sources: np.ndarray,
+    calib_x: np.ndarray,
+    params: qsim.QuantParams,
+    float_nodes: Sequence[str] = (),
+) -> None:
+    """Save what ``run`` needs (uint8 arrays; scales and float nodes as JSON)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, sources=sources, calib=calib_x, params=np.array(json.dumps(params)))
+    np.savez_compressed(
+        path,
+        sources=sources,
+        calib=calib_x,
+        params=np.array(json.dumps(params)),
+        float_nodes=np.array(json.dumps(list(float_nodes))),
+    )
 
 
-def read_pack(path: Path) -> tuple[np.ndarray, np.ndarray, qsim.QuantParams]:
+def read_pack(path: Path) -> Pack:
     with np.load(path) as z:
         params = {k: (float(v[0]), int(v[1])) for k, v in json.loads(str(z["params"])).items()}
-        return z["sources"], z["calib"], params
+        floats = json.loads(str(z["float_nodes"])) if "float_nodes" in z else []
+        return Pack(z["sources"], z["calib"], params, floats)
 
 
 #: Crops of 20-100 % of the area (45-100 % of the side), flips, +-10 % brightness/contrast.
@@ -91,34 +117,55 @@ def run(args: argparse.Namespace) -> int:
     """Train the int8-simulated student against the float teacher; save its float weights."""
     dev = torch.device(args.device if torch.cuda.is_available() or args.device == "cpu" else "cpu")
     torch.manual_seed(args.seed)
+    # Full fp32 on the GPU: TF32 convolutions (PyTorch's default for cuDNN) keep ~10 mantissa
+    # bits, enough to move values across the simulated uint8 rounding steps that ONNX Runtime's
+    # fp32 does not cross (the same weights' calibration KL jumped by 20 % between log steps).
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
     backbone = get_backbone("mobilenet_v2")
     net = backbone.pretrained(224, args.weights).eval()
-    sources, calib, params = read_pack(args.pack)
+    sources, calib, params, float_nodes = read_pack(args.pack)
     student = student_model(net, backbone.mean, backbone.std, (224, 224))
     teacher = ServingModel(net, backbone.mean, backbone.std).eval().to(dev)
-    qsim.attach(student, params)
+    qsim.attach(student, params, float_nodes)
     student.to(dev).eval()  # eval: BN is folded, dropout off; gradients still flow
     for p in teacher.parameters():
         p.requires_grad_(False)
     # The stem's weights act on raw 0..255 pixels (normalization folded in): their gradients
     # are ~10^4 times their size, so any shared learning rate would wreck them. They stay fixed.
     stem = student.net[1].get_submodule(_first_conv_name(student.net[1]))
-    stem.parametrizations.weight.original.requires_grad_(False)
+    stem_weight = (
+        stem.parametrizations.weight.original
+        if parametrize.is_parametrized(stem, "weight")
+        else stem.weight  # a float stem (in ``float_nodes``) is not rounded, so not parametrized
+    )
+    stem_weight.requires_grad_(False)
+    if args.train == "bias":  # far fewer degrees of freedom to overfit the few images with
+        for name, p in student.named_parameters():
+            p.requires_grad_(p.requires_grad and name.endswith(".bias"))
     trainable = [p for p in student.parameters() if p.requires_grad]
     # SGD, not Adam: Adam's per-weight step size moves near-zero (BN-folded, nearly dead)
     # channels as far as live ones, which wrecked the int8 simulation in a single step.
     opt = torch.optim.SGD(trainable, lr=args.lr, momentum=0.9)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, args.steps)
-    src = torch.from_numpy(sources).to(dev)
-    calib_t = torch.from_numpy(calib).to(dev)
+    held = holdout_indices(len(calib), args.holdout)
+    train = np.setdiff1d(np.arange(len(calib)), held)
+    src = torch.from_numpy(sources[train]).to(dev)
+    calib_t = torch.from_numpy(calib[train]).to(dev)
+    held_t = torch.from_numpy(calib[held]).to(dev)
     gen = torch.Generator(device=dev).manual_seed(args.seed)
 
-    def calib_score() -> tuple[float, float]:
+    def score(x: torch.Tensor) -> tuple[float, float]:
+        if len(x) == 0:
+            return float("nan"), float("nan")
         with torch.no_grad():
-            t, s = teacher(calib_t), student(calib_t)
+            t, s = teacher(x), student(x)
         return float(qsim.kl_to(t, s)), qsim.agreement(t.cpu().numpy(), s.cpu().numpy())
 
-    log = [{"step": 0, "calib_kl_agreement": calib_score()}]
+    def scores() -> dict[str, tuple[float, float]]:
+        return {"calib_kl_agreement": score(calib_t), "holdout_kl_agreement": score(held_t)}
+
+    log = [{"step": 0, **scores()}]
     print(json.dumps(log[-1]), flush=True)
     start = time.time()
     for step in range(1, args.steps + 1):
@@ -143,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
                 {
                     "step": step,
                     "loss": float(loss),
-                    "calib_kl_agreement": calib_score(),
+                    **scores(),
                     "seconds": round(time.time() - start, 1),
                 }
             )
@@ -152,11 +199,30 @@ def run(args: argparse.Namespace) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     config = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     torch.save(
-        {"state_dict": student.cpu().state_dict(), "params": params, "log": log, "config": config},
+        {
+            "state_dict": student.cpu().state_dict(),
+            "params": params,
+            "float_nodes": float_nodes,
+            "holdout": held.tolist(),
+            "log": log,
+            "config": config,
+        },
         args.out,
     )
     print(f"wrote {args.out}")
     return 0
+
+
+def holdout_indices(n: int, count: int) -> np.ndarray:
+    """The calibration images a run never trains on, the same for every run (fixed seed).
+
+    Why: students fit the few training images ever better as the learning rate grows while
+    agreeing less on other images; choosing among them needs images they did not see, and the
+    check set must not be the one that chooses.
+    """
+    if count <= 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.sort(np.random.default_rng(20261202).permutation(n)[:count])
 
 
 def _first_conv_name(net: nn.Module) -> str:
@@ -174,6 +240,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--calib-share", type=float, default=0.25, help="extra share of exact calibration crops"
     )
     p.add_argument("--mix", type=float, default=0.0, help="share of blended images (mixup)")
+    p.add_argument(
+        "--holdout",
+        type=int,
+        default=12,
+        help="calibration images never trained on; export-pretrained chooses students on them",
+    )
+    p.add_argument(
+        "--train",
+        choices=("all", "bias"),
+        default="all",
+        help="parameters to fine-tune: all (but the stem) or only the (BN-folded) biases",
+    )
     p.add_argument("--device", default="cuda")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-minutes", type=float, default=60.0, help="stop early after this")

@@ -18,7 +18,7 @@ activation scales, so the shipped file computes what was trained.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -104,11 +104,14 @@ def _input_hook(params: list[tuple[float, int]]) -> Callable:
     return hook
 
 
-def attach(serving: nn.Module, params: QuantParams) -> list[str]:
+def attach(serving: nn.Module, params: QuantParams, float_nodes: Sequence[str] = ()) -> list[str]:
     """Make ``serving`` (a folded ``ServingModel``, BN already folded) simulate the int8 graph.
 
-    Returns the activation tensors that were placed; every key of ``params`` must be placed,
-    or the simulation would silently differ from the file (raises ``KeyError`` otherwise).
+    ``float_nodes``: ONNX names of the convolutions the file keeps in float (``keep_float`` of
+    ``quantize_int8``); their weights are not rounded. Their activations need nothing: the file
+    has no ``QuantizeLinear`` for them, so ``params`` has no entry.
+    Returns the activation tensors that were placed; every key of ``params`` and every float
+    node must be found, or the simulation would silently differ from the file (``KeyError``).
     """
     placed: list[str] = []
     by_scope = {onnx_scope(name): mod for name, mod in serving.named_modules() if name}
@@ -131,8 +134,12 @@ def attach(serving: nn.Module, params: QuantParams) -> list[str]:
     missing = set(params) - set(placed)
     if missing:
         raise KeyError(f"quantized tensors not simulated: {sorted(missing)}")
-    for mod in serving.modules():
-        if isinstance(mod, nn.Conv2d | nn.Linear):
+    float_scopes = {node.rpartition("/")[0] for node in float_nodes}
+    unknown = float_scopes - set(by_scope)
+    if unknown:
+        raise KeyError(f"no module for float nodes: {sorted(unknown)}")
+    for name, mod in serving.named_modules():
+        if isinstance(mod, nn.Conv2d | nn.Linear) and onnx_scope(name) not in float_scopes:
             parametrize.register_parametrization(mod, "weight", _FakeQuantWeight())
     return placed
 

@@ -13,9 +13,9 @@ from torch.nn.utils import parametrize
 
 from model_build import qsim
 from model_build.contract import ModelMeta
-from model_build.distill import augment, read_pack, student_model, write_pack
+from model_build.distill import augment, holdout_indices, read_pack, student_model, write_pack
 from model_build.onnx_export import export_onnx, export_serving, run_onnx, session
-from model_build.quantize import quantize_int8
+from model_build.quantize import conv_prefix, quantize_int8
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 SIZE = (32, 32)
@@ -157,11 +157,81 @@ def test_trained_student_round_trips_with_its_scales(quantized: tuple, tmp_path:
 def test_pack_round_trip_and_augment(tmp_path: Path) -> None:
     src = smooth_images(6, 2)
     params = {"/a/Conv_output_0": (0.05, 3)}
-    write_pack(tmp_path / "p.npz", src, src[:2], params)
-    s, c, p = read_pack(tmp_path / "p.npz")
+    write_pack(tmp_path / "p.npz", src, src[:2], params, ["/a/Conv"])
+    s, c, p, floats = read_pack(tmp_path / "p.npz")
     assert np.array_equal(s, src) and np.array_equal(c, src[:2]) and p == params
+    assert floats == ["/a/Conv"]
     gen = torch.Generator().manual_seed(0)
     out = augment(torch.from_numpy(src), 24, gen, mix=1.0)
     assert out.shape == (6, 24, 24, 3) and out.dtype == torch.uint8
     plain = augment(torch.from_numpy(src), 24, torch.Generator().manual_seed(0))
     assert not torch.equal(out, plain)
+
+
+@pytest.fixture(scope="module")
+def prefix_quantized(tmp_path_factory: pytest.TempPathFactory) -> tuple:
+    """The tiny net quantized with its first two convolutions (stem, depthwise) kept float."""
+    tmp = tmp_path_factory.mktemp("qsim-prefix")
+    net = tiny()
+    fp32 = export_onnx(net, META, MEAN, STD, tmp / "t.fp32.onnx")
+    floats = conv_prefix(fp32, 2)
+    calib = smooth_images(24, 0)
+    int8 = quantize_int8(fp32, tmp / "t.int8.onnx", calib, method="minmax", keep_float=floats)
+    return net, int8, floats
+
+
+def test_conv_prefix_is_the_first_convolutions_in_graph_order(prefix_quantized: tuple) -> None:
+    _, _, floats = prefix_quantized
+    assert floats == [
+        "/net/net.1/features/features.0/features.0.0/Conv",
+        "/net/net.1/features/features.1/conv/conv.0/conv.0.0/Conv",
+    ]
+
+
+def test_float_prefix_keeps_pixels_and_prefix_weights_float(
+    prefix_quantized: tuple, quantized: tuple
+) -> None:
+    net, int8, floats = prefix_quantized
+    params = qsim.activation_params(int8)
+    # The pixels are not rounded; prefix outputs only where quantized layers read them.
+    assert not any("Concat" in t for t in params)
+    assert len(params) < len(qsim.activation_params(quantized[1]))
+    student = student_model(net, MEAN, STD, SIZE)
+    qsim.attach(student, params, floats)
+    rounded = {
+        name for name, m in student.named_modules() if parametrize.is_parametrized(m, "weight")
+    }
+    assert "net.1.features.0.0" not in rounded and "net.1.features.1.conv.0.0" not in rounded
+    assert "net.1.features.1.conv.1" in rounded and "net.1.classifier.1" in rounded
+
+
+def test_simulation_with_a_float_prefix_matches_onnx_runtime(prefix_quantized: tuple) -> None:
+    net, int8, floats = prefix_quantized
+    student = student_model(net, MEAN, STD, SIZE)
+    qsim.attach(student, qsim.activation_params(int8), floats)
+    test = smooth_images(16, 1)
+    with torch.no_grad():
+        sim = student(torch.from_numpy(test)).numpy()
+    ort = run_onnx(session(int8), test)
+    assert np.abs(sim - ort).max() < 0.02
+    # rounding the prefix's weights too would be a different model
+    wrong = student_model(net, MEAN, STD, SIZE)
+    qsim.attach(wrong, qsim.activation_params(int8))
+    with torch.no_grad():
+        assert np.abs(wrong(torch.from_numpy(test)).numpy() - sim).max() > 0
+
+
+def test_unknown_float_node_is_an_error(prefix_quantized: tuple) -> None:
+    net, int8, _ = prefix_quantized
+    with pytest.raises(KeyError):
+        qsim.attach(
+            student_model(net, MEAN, STD, SIZE),
+            qsim.activation_params(int8),
+            ["/net/nowhere/Conv"],
+        )
+
+
+def test_holdout_is_fixed_disjoint_and_optional() -> None:
+    a, b = holdout_indices(48, 12), holdout_indices(48, 12)
+    assert np.array_equal(a, b) and len(set(a.tolist())) == 12 and a.max() < 48
+    assert len(holdout_indices(48, 0)) == 0

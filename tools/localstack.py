@@ -76,6 +76,7 @@ from typing import IO, Any
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EMULATORS_DIR = REPO_ROOT / "tools" / "emulators"
 FIREBASE_BIN = EMULATORS_DIR / "node_modules" / ".bin" / "firebase"
+NO_KEEPALIVE = EMULATORS_DIR / "no-keepalive.cjs"
 FIRESTORE_SCRIPT = EMULATORS_DIR / "firestore-server.js"
 STORAGE_RULES_STANDIN = EMULATORS_DIR / "storage-rules-standin.jar"
 
@@ -527,6 +528,10 @@ class LocalStack:
         only = (
             "functions,firestore,storage,auth" if self.real_emulators else "functions,storage,auth"
         )
+        # No keep-alive between the Functions emulator and the Python workers (the preload
+        # file says why: a connection-reuse race answered some requests with a 500).
+        env = dict(env)
+        env["NODE_OPTIONS"] = f'{env.get("NODE_OPTIONS", "")} --require "{NO_KEEPALIVE}"'.strip()
         self._spawn(
             "firebase",
             [

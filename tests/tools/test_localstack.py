@@ -231,3 +231,61 @@ def _listen_addresses(port: int) -> list[tuple[str, int]]:
                 ip = ".".join(str(int(ip_hex[i : i + 2], 16)) for i in (6, 4, 2, 0))
                 found.append((ip, port))
     return found
+
+
+_THREE_REQUESTS_JS = """
+const http = require("http");
+const port = Number(process.argv[1]);
+const get = () => new Promise((ok, fail) => {
+  http.get({ host: "127.0.0.1", port, path: "/" }, (res) => { res.resume(); res.on("end", ok); })
+    .on("error", fail);
+});
+(async () => { for (let i = 0; i < 3; i++) await get(); })();
+"""
+
+
+@pytest.mark.parametrize(("preload", "connections"), [(False, 1), (True, 3)])
+def test_no_keepalive_preload_gives_each_proxied_request_its_own_connection(
+    preload: bool, connections: int
+) -> None:
+    """Node's default agent reuses one keep-alive connection; with the preload the Firebase CLI
+    gets (``_start_firebase``), every request opens its own, so none can race the Python
+    server's idle close (the ECONNRESET 500s the preload file describes)."""
+    import http.server
+    import threading
+
+    accepted: list[int] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as gunicorn offers
+
+        def setup(self) -> None:
+            accepted.append(1)
+            super().setup()
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = dict(os.environ)
+    env.pop("NODE_OPTIONS", None)
+    if preload:
+        env["NODE_OPTIONS"] = f'--require "{localstack.NO_KEEPALIVE}"'
+    try:
+        subprocess.run(
+            ["node", "-e", _THREE_REQUESTS_JS, str(server.server_address[1])],
+            env=env,
+            check=True,
+            timeout=30,
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(accepted) == connections

@@ -117,9 +117,9 @@ def run(args: argparse.Namespace) -> int:
     """Train the int8-simulated student against the float teacher; save its float weights."""
     dev = torch.device(args.device if torch.cuda.is_available() or args.device == "cpu" else "cpu")
     torch.manual_seed(args.seed)
-    # Full fp32 on the GPU: TF32 convolutions (PyTorch's default for cuDNN) keep ~10 mantissa
-    # bits, enough to move values across the simulated uint8 rounding steps that ONNX Runtime's
-    # fp32 does not cross (the same weights' calibration KL jumped by 20 % between log steps).
+    # Full fp32 on the GPU, as ONNX Runtime computes: TF32 convolutions (PyTorch's default for
+    # cuDNN) keep ~10 mantissa bits, enough to move values across simulated uint8 rounding
+    # steps that the file does not cross.
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
     backbone = get_backbone("mobilenet_v2")
@@ -222,6 +222,8 @@ def holdout_indices(n: int, count: int) -> np.ndarray:
     """
     if count <= 0:
         return np.zeros(0, dtype=np.int64)
+    if count >= n:
+        raise ValueError(f"cannot hold out {count} of {n} calibration images: none left to train")
     return np.sort(np.random.default_rng(20261202).permutation(n)[:count])
 
 

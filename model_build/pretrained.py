@@ -32,14 +32,13 @@ MIN_AGREEMENT = 0.95
 #: PyTorch top-1 probability above which an image counts as one the model "commits" on.
 CONFIDENT = 0.5
 #: Calibration candidates: name -> (ONNX Runtime method, percentile kept for "percentile").
-#: Where distillation starts from: this calibration with the float prefix (``--float-prefix``).
-DISTILL_BASE = "percentile-99.99"
 CANDIDATES: dict[str, tuple[str, float]] = {
     "minmax": ("minmax", 0.0),
     "percentile": ("percentile", 99.999),
     "percentile-99.99": ("percentile", 99.99),
-    "entropy": ("entropy", 0.0),
 }
+#: Where distillation starts from: this calibration with the float prefix (``--float-prefix``).
+DISTILL_BASE = "percentile-99.99"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

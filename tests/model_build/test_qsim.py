@@ -235,3 +235,5 @@ def test_holdout_is_fixed_disjoint_and_optional() -> None:
     a, b = holdout_indices(48, 12), holdout_indices(48, 12)
     assert np.array_equal(a, b) and len(set(a.tolist())) == 12 and a.max() < 48
     assert len(holdout_indices(48, 0)) == 0
+    with pytest.raises(ValueError):
+        holdout_indices(12, 12)

@@ -117,3 +117,20 @@ def test_quick_bench_writes_table_and_chart(quick_results: tuple[dict, Path, str
     assert "## Goals" in table and "## 5. Model files" in table
     assert "## Goals" in stdout
     assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_compare_models_prints_a_table_for_both_files() -> None:
+    """The model A/B script runs (quick budgets, one round); numbers are not judged."""
+    if not MB_PYTHON.is_file():
+        pytest.skip("model_build venv missing: run `make model-build-venv` (make test does)")
+    model = str(REPO / "functions" / "models" / "imagenet_mobilenet_v2.int8.onnx")
+    script = str(REPO / "bench" / "compare_models.py")
+    proc = subprocess.run(
+        [str(MB_PYTHON), script, model, model, "--rounds", "1", "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| batch")]
+    assert len(rows) == 2 and all(line.count("peak RSS") == 2 for line in rows)

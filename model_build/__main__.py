@@ -1,4 +1,4 @@
-"""``python -m model_build {export-pretrained,distill,train,export,evaluate} ...``.
+"""``python -m model_build {export-pretrained,extra-images,distill,train,export,evaluate} ...``.
 
 Each command lives in its own module with ``add_arguments`` and ``run``; modules are imported
 only when their command runs, so ``--help`` is fast and a missing optional package only breaks
@@ -15,6 +15,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export-pretrained": (
         "model_build.pretrained",
         "export the shipped ImageNet MobileNetV2 labeler (fp32 + int8 + card)",
+    ),
+    "extra-images": (
+        "model_build.extra_images",
+        "unlabelled photos for distillation, from Debian packages (apt-get download)",
     ),
     "distill": (
         "model_build.distill",

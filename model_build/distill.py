@@ -8,7 +8,8 @@ Two halves, because the GPU machine has no sample-media packages and no network:
 * ``run`` (``python -m model_build distill PACK --out STUDENT.pt``, on a GPU or the CPU): the
   student (the folded serving network, BatchNorm folded, int8 simulated by ``qsim``) learns to
   reproduce the float original's probabilities on random crops, flips and small colour changes
-  of those images. Only calibration images are used; the check set never is.
+  of those images, and with ``--extra`` of more unlabelled photos (``extra_images``); never of
+  the check set.
 
 ``export-pretrained --student STUDENT.pt`` then exports and quantizes the student with the very
 activation scales it was trained with, and keeps it only if it agrees better with the original
@@ -35,6 +36,7 @@ from model_build import qsim
 from model_build.augment import AugmentConfig
 from model_build.augment import augment as batch_augment
 from model_build.backbones import get_backbone
+from model_build.extra_images import read_extra
 from model_build.wrapper import ServingModel
 
 PACK_SIZE = 288  # source resolution: room for random crops around the 224 model input
@@ -95,9 +97,17 @@ DISTILL_AUGMENT = AugmentConfig(
 )
 
 
-def augment(src: torch.Tensor, out: int, gen: torch.Generator, mix: float = 0.0) -> torch.Tensor:
+def augment(
+    src: torch.Tensor,
+    out: int,
+    gen: torch.Generator,
+    mix: float = 0.0,
+    stamps: torch.Tensor | None = None,
+    paste: float = 0.0,
+) -> torch.Tensor:
     """Training's batch augmentation (``DISTILL_AUGMENT``), resized to ``out`` -> uint8 NHWC.
 
+    ``stamps``/``paste``: cut-out photos pasted over that share of the images (``composite``).
     ``mix``: share of images blended with another one of the batch (weight uniform in 0..1):
     with few source images, matching the teacher on such blends is what generalizes ("function
     matching", Beyer et al. 2022). Why uint8: the student must see exactly what serving feeds it.
@@ -105,12 +115,46 @@ def augment(src: torch.Tensor, out: int, gen: torch.Generator, mix: float = 0.0)
     """
     x = batch_augment(src.permute(0, 3, 1, 2).float(), DISTILL_AUGMENT, gen)
     x = F.interpolate(x, size=(out, out), mode="bilinear", antialias=True)
+    if stamps is not None and len(stamps) and paste > 0:
+        x = composite(x, stamps, gen, paste)
     if mix > 0:
         n, dev = x.shape[0], x.device
         lam = torch.rand(n, 1, 1, 1, device=dev, generator=gen)
         lam[torch.rand(n, device=dev, generator=gen) >= mix] = 1.0
         x = lam * x + (1 - lam) * x[torch.randperm(n, device=dev, generator=gen)]
     return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+
+
+def composite(
+    x: torch.Tensor, stamps: torch.Tensor, gen: torch.Generator, share: float
+) -> torch.Tensor:
+    """Paste a random cut-out photo (``extra_images`` stamps, RGBA NHWC uint8) over ``share``
+    of the float NCHW batch ``x``: one size per call (35-100 % of the side, antialiased),
+    a random place and mirror per image, alpha-blended.
+
+    Why: an object on a varied background is what most uploads look like, and the few
+    calibration images cannot provide new objects; the teacher labels whatever results.
+    """
+    n, _, h, w = x.shape
+    dev = x.device
+    chosen = torch.nonzero(torch.rand(n, device=dev, generator=gen) < share).flatten()
+    if len(chosen) == 0:
+        return x
+    pick = torch.randint(0, len(stamps), (len(chosen),), device=dev, generator=gen)
+    side = int(min(h, w) * (0.35 + 0.65 * float(torch.rand(1, device=dev, generator=gen))))
+    s = stamps[pick].permute(0, 3, 1, 2).float()
+    s[:, :3] *= s[:, 3:] / 255  # premultiplied: transparent pixels' colours must not bleed
+    s = F.interpolate(s, size=(side, side), mode="bilinear", antialias=True)
+    flip = torch.rand(len(chosen), device=dev, generator=gen) < 0.5
+    s[flip] = s[flip].flip(-1)
+    alpha = (s[:, 3:] / 255).clamp(0, 1)
+    ys = torch.randint(0, h - side + 1, (len(chosen),), device=dev, generator=gen).tolist()
+    xs = torch.randint(0, w - side + 1, (len(chosen),), device=dev, generator=gen).tolist()
+    x = x.clone()
+    for k, i in enumerate(chosen.tolist()):
+        region = x[i, :, ys[k] : ys[k] + side, xs[k] : xs[k] + side]
+        region.mul_(1 - alpha[k]).add_(s[k, :3])
+    return x
 
 
 def run(args: argparse.Namespace) -> int:
@@ -127,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
     sources, calib, params, float_nodes = read_pack(args.pack)
     student = student_model(net, backbone.mean, backbone.std, (224, 224))
     teacher = ServingModel(net, backbone.mean, backbone.std).eval().to(dev)
-    qsim.attach(student, params, float_nodes)
+    qsim.attach(student, params, float_nodes, learn_scales=args.scale_lr > 0)
     student.to(dev).eval()  # eval: BN is folded, dropout off; gradients still flow
     for p in teacher.parameters():
         p.requires_grad_(False)
@@ -143,14 +187,29 @@ def run(args: argparse.Namespace) -> int:
     if args.train == "bias":  # far fewer degrees of freedom to overfit the few images with
         for name, p in student.named_parameters():
             p.requires_grad_(p.requires_grad and name.endswith(".bias"))
-    trainable = [p for p in student.parameters() if p.requires_grad]
+    scales = list(getattr(student, qsim.SCALES, {}).values()) if args.scale_lr > 0 else []
+    trainable = [
+        p for p in student.parameters() if p.requires_grad and all(p is not q for q in scales)
+    ]
     # SGD, not Adam: Adam's per-weight step size moves near-zero (BN-folded, nearly dead)
     # channels as far as live ones, which wrecked the int8 simulation in a single step.
     opt = torch.optim.SGD(trainable, lr=args.lr, momentum=0.9)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, args.steps)
+    optimizers = [opt]
+    if scales:  # log scales: Adam's normalised steps are relative changes, whatever the tensor
+        optimizers.append(torch.optim.Adam(scales, lr=args.scale_lr))
+    scheds = [torch.optim.lr_scheduler.CosineAnnealingLR(o, args.steps) for o in optimizers]
+    # Weight averaging: the int8 function jumps as SGD noise moves weights across rounding
+    # steps; an exponential average of the trajectory is the smoother point to round.
+    averaged = trainable + scales
+    ema = [p.detach().clone() for p in averaged] if args.ema > 0 else []
     held = holdout_indices(len(calib), args.holdout)
     train = np.setdiff1d(np.arange(len(calib)), held)
-    src = torch.from_numpy(sources[train]).to(dev)
+    pool, stamps = sources[train], None
+    if args.extra is not None:  # more unlabelled photos: stamps to paste, background tiles
+        extra_stamps, backgrounds = read_extra(args.extra)
+        pool = np.concatenate([pool, backgrounds])
+        stamps = torch.from_numpy(extra_stamps).to(dev)
+    src = torch.from_numpy(pool).to(dev)
     calib_t = torch.from_numpy(calib[train]).to(dev)
     held_t = torch.from_numpy(calib[held]).to(dev)
     gen = torch.Generator(device=dev).manual_seed(args.seed)
@@ -173,7 +232,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"time budget reached after {step - 1} steps", flush=True)
             break
         idx = torch.randint(0, len(src), (args.batch,), device=dev, generator=gen)
-        x = augment(src[idx], 224, gen, args.mix)
+        x = augment(src[idx], 224, gen, args.mix, stamps, args.paste)
         if args.calib_share > 0:  # the exact serving crops too, not only augmented ones
             k = max(1, int(args.batch * args.calib_share))
             pick = torch.randint(0, len(calib_t), (k,), device=dev, generator=gen)
@@ -181,20 +240,31 @@ def run(args: argparse.Namespace) -> int:
         with torch.no_grad():
             target = teacher(x)
         loss = qsim.kl_to(target, student(x))
-        opt.zero_grad(set_to_none=True)
+        for o in optimizers:
+            o.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
-        sched.step()
+        for o, sc in zip(optimizers, scheds, strict=True):
+            o.step()
+            sc.step()
+        if ema:
+            torch._foreach_lerp_(ema, [p.detach() for p in averaged], 1 - args.ema)
         if step % args.log_every == 0 or step == args.steps:
             log.append(
                 {
                     "step": step,
-                    "loss": float(loss),
+                    "loss": loss.item(),
                     **scores(),
                     "seconds": round(time.time() - start, 1),
                 }
             )
             print(json.dumps(log[-1]), flush=True)
+    if ema:
+        with torch.no_grad():
+            for p, e in zip(averaged, ema, strict=True):
+                p.copy_(e)
+        log.append({"step": log[-1]["step"], "ema": args.ema, **scores()})
+        print(json.dumps(log[-1]), flush=True)
+    calibrated, params = params, qsim.learned_params(student, params)
     qsim.strip(student)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     config = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
@@ -202,6 +272,7 @@ def run(args: argparse.Namespace) -> int:
         {
             "state_dict": student.cpu().state_dict(),
             "params": params,
+            "calibrated_params": calibrated,
             "float_nodes": float_nodes,
             "holdout": held.tolist(),
             "log": log,
@@ -243,6 +314,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--mix", type=float, default=0.0, help="share of blended images (mixup)")
     p.add_argument(
+        "--extra",
+        type=Path,
+        default=None,
+        help=".npz written by extra-images: background tiles join the sources, stamps are pasted",
+    )
+    p.add_argument(
+        "--paste", type=float, default=0.5, help="with --extra: share of images given a stamp"
+    )
+    p.add_argument(
         "--holdout",
         type=int,
         default=12,
@@ -253,6 +333,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         choices=("all", "bias"),
         default="all",
         help="parameters to fine-tune: all (but the stem) or only the (BN-folded) biases",
+    )
+    p.add_argument(
+        "--scale-lr",
+        type=float,
+        default=0.0,
+        help="learn the activation scales too (LSQ), Adam on log scales at this rate; 0 = fixed",
+    )
+    p.add_argument(
+        "--ema", type=float, default=0.0, help="keep this exponential average of the weights"
     )
     p.add_argument("--device", default="cuda")
     p.add_argument("--seed", type=int, default=0)

@@ -21,7 +21,7 @@ from model_build.contract import ModelMeta
 from model_build.distill import PACK_SIZE, student_model, write_pack
 from model_build.latency import compare_latency
 from model_build.onnx_export import export_onnx, export_serving, run_onnx, run_torch, session
-from model_build.qsim import activation_params
+from model_build.qsim import activation_params, representable
 from model_build.quantize import conv_prefix, pick_float_layers, quantize_int8, weight_sensitivity
 from model_build.serving import REPO_ROOT, prepare_image
 
@@ -198,6 +198,7 @@ def run(args: argparse.Namespace) -> int:
         and {
             "config": distilled["config"],
             "last_log": distilled["log"][-1] if distilled["log"] else None,
+            "seconds": max((e.get("seconds", 0) for e in distilled["log"]), default=None),
         },
         "fp32_max_abs_diff": maxdiff32,
         "int8_max_abs_diff": maxdiff8,
@@ -281,16 +282,30 @@ def _try_student(student_path, args, net, backbone, meta, calib_x, trials) -> di
     fp32 = export_serving(student, meta, args.fp32_out.with_name("student.fp32.onnx"))
     path = args.out.with_name(f"{args.out.stem}.distilled.onnx")
     floats = list(ckpt.get("float_nodes", []))
-    quantize_int8(fp32, path, calib_x, keep_float=floats, activation_overrides=ckpt["params"])
-    if activation_params(path) != ckpt["params"]:
+    # Learned scales (distill --scale-lr) as the file can hold them; a no-op for fixed ones.
+    params = representable(ckpt["params"], ckpt.get("calibrated_params"))
+    quantize_int8(fp32, path, calib_x, keep_float=floats, activation_overrides=params)
+    written = activation_params(path)
+    if written.keys() != params.keys() or any(
+        abs(written[t][0] / s - 1) > 1e-6 or written[t][1] != zp for t, (s, zp) in params.items()
+    ):
         raise RuntimeError("the student's int8 file does not use the scales it was trained with")
     ref = run_torch(net, backbone.mean, backbone.std, calib_x)
     score, kl = _calib_score(path, calib_x, ref)
     held = np.asarray(ckpt.get("holdout", []), dtype=np.int64)
     cfg = ckpt.get("config", {})
+    extras = "".join(
+        text
+        for key, text in (
+            ("scale_lr", f", activation scales learned (lr {cfg.get('scale_lr')})"),
+            ("extra", f", extra photos (paste {cfg.get('paste')})"),
+            ("ema", f", weight average {cfg.get('ema')}"),
+        )
+        if cfg.get(key) not in (None, 0, 0.0, "None")
+    )
     method = (
         f"distilled {student_path.stem} (lr {cfg.get('lr')}, mix {cfg.get('mix')}, "
-        f"train {cfg.get('train', 'all')})"
+        f"train {cfg.get('train', 'all')}{extras})"
     )
     trial = {
         "method": method,
@@ -388,8 +403,16 @@ def _distill_text(d: dict) -> str:
     return (
         "The shipped int8 weights are not a plain rounding of the original's: the float weights "
         "were fine-tuned through a simulation of this very int8 graph (`model_build/qsim.py`: "
-        "per-channel int8 weights, the calibrated uint8 activation scales, straight-through "
-        "gradients"
+        "per-channel int8 weights, "
+        + (
+            "uint8 activation scales learned along with the weights (LSQ, Esser et al. 2020: "
+            f"Adam on log scales, lr {c.get('scale_lr')}, cosine; ReLU6 ranges kept within "
+            "0..6 and Flatten tied to its pooling, as the file requires), starting from the "
+            "calibrated ones"
+            if c.get("scale_lr")
+            else "the calibrated uint8 activation scales"
+        )
+        + ", straight-through gradients"
         + (
             f"; the first {floats} convolutions float, as in the file; scales from the "
             f"post-training `{DISTILL_BASE}` file with that float prefix"
@@ -397,17 +420,31 @@ def _distill_text(d: dict) -> str:
             else ""
         )
         + ") to reproduce the original's probabilities (KL divergence), then quantized "
-        "with the same activation scales. Training data: random crops, flips, small colour "
-        "changes"
+        "with the activation scales it trained with. Training data: random crops, flips, small "
+        "colour changes"
         + (f" and blends (share {c.get('mix')})" if c.get("mix") else "")
-        + " of the calibration images only"
+        + (
+            " of the calibration images and of unlabelled photos from Debian packages "
+            "(`model_build/extra_images.py`: cut-out photos of objects and animals from "
+            f"`tuxpaint-stamps-default` pasted on a share {c.get('paste')} of the images, "
+            "tiles of the `mate-backgrounds` nature wallpapers)"
+            if c.get("extra") not in (None, "None")
+            else " of the calibration images only"
+        )
         + (f", {held} of them held out" if held else "")
         + " (the check set never); the check frames come from "
         "the same three clips as the calibration frames (other frames), so the frame rows are "
         "less independent than the photo rows. "
         f"SGD momentum 0.9, lr {c.get('lr')} (cosine), batch {c.get('batch')} + "
         f"{c.get('calib_share')} share of exact calibration crops, {last.get('step')} steps "
-        f"on one H100/H200 ({last.get('seconds')} s). Simulated int8 on the calibration "
+        f"on one H100/H200 ({d.get('seconds')} s)"
+        + (
+            f"; the weights kept are an exponential average (decay {c.get('ema')}) of the "
+            "trajectory, smoother to round than any single step"
+            if c.get("ema")
+            else ""
+        )
+        + ". Simulated int8 on the calibration "
         f"images at the end: KL {kl:.4f}, top-1 agreement {pct(agree, 1)}. Several students "
         "were trained (see the trials above); "
         + (

@@ -79,40 +79,98 @@ class _FakeQuantWeight(nn.Module):
         return w + (q - w).detach()
 
 
-def fake_quant(x: torch.Tensor, scale: float, zero_point: int) -> torch.Tensor:
-    """uint8 round trip; gradients pass inside the representable range, not outside it."""
-    lo, hi = (0 - zero_point) * scale, (255 - zero_point) * scale
-    y = torch.clamp(x, lo, hi)
-    q = (torch.clamp(torch.round(y / scale) + zero_point, 0, 255) - zero_point) * scale
-    return y + (q - y).detach()
+def fake_quant(x: torch.Tensor, scale: float | torch.Tensor, zero_point: int) -> torch.Tensor:
+    """uint8 round trip as ONNX Runtime does it (``round(x / scale) + zero_point``, saturated).
+
+    Gradients: to ``x`` inside the representable range only (straight-through rounding); to a
+    tensor ``scale``, LSQ's (Esser et al. 2020): ``round(v) - v`` inside, the bound outside.
+    """
+    v = x / scale
+    lo, hi = -zero_point, 255 - zero_point
+    inside = torch.clamp(v, lo, hi)  # carries the gradients
+    return (inside + (torch.clamp(torch.round(v), lo, hi) - inside).detach()) * scale
 
 
-def _output_hook(scale: float, zp: int) -> Callable:
+#: Attribute of the serving module holding learnable log activation scales (``learn_scales``).
+SCALES = "act_log_scales"
+#: ONNX Runtime's quantizer removes ReLU6 (``Clip``) nodes and lets their output's uint8 range do
+#: the clipping, so such a tensor's range must stay within 0..6 or the file would stop clipping.
+RELU6_MAX = 6.0
+
+
+def _is_pooled(tensor: str) -> bool:
+    return tensor.endswith(("GlobalAveragePool_output_0", "Flatten_output_0"))
+
+
+def scale_cap(tensor: str, scale: float, zero_point: int) -> float:
+    """Largest scale the file can honour for ``tensor`` (never below its calibrated ``scale``)."""
+    if tensor.endswith("Clip_output_0") and zero_point < 255:
+        return max(scale, RELU6_MAX / (255 - zero_point))
+    return float("inf")
+
+
+def _scale_keys(params: QuantParams) -> dict[str, str | None]:
+    """Parameter key per tensor; the pooled tensors share one (ONNX Runtime gives ``Flatten`` the
+    quantization parameters of its input, the pooling, whatever an override says); the model's
+    pixel input (``Concat`` of the stem's padding, scale 1: exact uint8 pixels) has none."""
+    keys: dict[str, str | None] = {
+        t: None if "Concat" in t else f"a{i}" for i, t in enumerate(params)
+    }
+    pooled = [t for t in params if _is_pooled(t)]
+    for t in pooled[1:]:
+        keys[t] = keys[pooled[0]]
+    return keys
+
+
+def _scale(serving: nn.Module, key: str | None, fixed: float, cap: float) -> float | torch.Tensor:
+    learned = getattr(serving, SCALES, None)
+    if learned is None or key is None:
+        return fixed
+    # fixed * exp(0) is exactly ``fixed``: the untrained simulation is the file's, to the bit
+    return torch.clamp(fixed * learned[key].exp(), max=cap)
+
+
+def _output_hook(
+    serving: nn.Module, key: str | None, scale: float, zp: int, cap: float
+) -> Callable:
     def hook(_mod: nn.Module, _inp: tuple, out: torch.Tensor) -> torch.Tensor:
-        return fake_quant(out, scale, zp)
+        return fake_quant(out, _scale(serving, key, scale, cap), zp)
 
     return hook
 
 
-def _input_hook(params: list[tuple[float, int]]) -> Callable:
+def _input_hook(serving: nn.Module, params: list[tuple[str | None, float, int]]) -> Callable:
     def hook(_mod: nn.Module, inp: tuple) -> tuple:
         x = inp[0]
-        for scale, zp in params:
-            x = fake_quant(x, scale, zp)
+        for key, scale, zp in params:
+            x = fake_quant(x, _scale(serving, key, scale, float("inf")), zp)
         return (x, *inp[1:])
 
     return hook
 
 
-def attach(serving: nn.Module, params: QuantParams, float_nodes: Sequence[str] = ()) -> list[str]:
+def attach(
+    serving: nn.Module,
+    params: QuantParams,
+    float_nodes: Sequence[str] = (),
+    learn_scales: bool = False,
+) -> list[str]:
     """Make ``serving`` (a folded ``ServingModel``, BN already folded) simulate the int8 graph.
 
     ``float_nodes``: ONNX names of the convolutions the file keeps in float (``keep_float`` of
     ``quantize_int8``); their weights are not rounded. Their activations need nothing: the file
     has no ``QuantizeLinear`` for them, so ``params`` has no entry.
+    ``learn_scales``: the activation scales become parameters (``log(scale / initial)``, under
+    ``SCALES``), starting from ``params`` (zero points stay), within what the file can express
+    (``scale_cap``, ``_scale_keys``); ``learned_params`` reads them back.
     Returns the activation tensors that were placed; every key of ``params`` and every float
     node must be found, or the simulation would silently differ from the file (``KeyError``).
     """
+    keys = _scale_keys(params)
+    if learn_scales:
+        learnable = sorted({k for k in keys.values() if k is not None})
+        init = {k: nn.Parameter(torch.zeros(())) for k in learnable}  # log(scale / initial)
+        setattr(serving, SCALES, nn.ParameterDict(init))
     placed: list[str] = []
     by_scope = {onnx_scope(name): mod for name, mod in serving.named_modules() if name}
     for tensor, (scale, zp) in params.items():
@@ -124,12 +182,15 @@ def attach(serving: nn.Module, params: QuantParams, float_nodes: Sequence[str] =
         mod = by_scope.get(scope)
         if mod is None:
             raise KeyError(f"no module for quantized tensor {tensor}")
-        mod.register_forward_hook(_output_hook(scale, zp))
+        cap = scale_cap(tensor, scale, zp)
+        mod.register_forward_hook(_output_hook(serving, keys[tensor], scale, zp, cap))
         placed.append(tensor)
     pooled = [t for t in params if t.endswith(("GlobalAveragePool_output_0", "Flatten_output_0"))]
     if pooled:
         head = _classifier(serving)
-        head.register_forward_pre_hook(_input_hook([params[t] for t in pooled]))
+        head.register_forward_pre_hook(
+            _input_hook(serving, [(keys[t], *params[t]) for t in pooled])
+        )
         placed += pooled
     missing = set(params) - set(placed)
     if missing:
@@ -152,8 +213,39 @@ def _classifier(serving: nn.Module) -> nn.Module:
     raise KeyError("no classifier module to quantize the pooled features in front of")
 
 
+def learned_params(serving: nn.Module, params: QuantParams) -> QuantParams:
+    """``params`` with the learned scales of ``attach(..., learn_scales=True)``, if any."""
+    learned = getattr(serving, SCALES, None)
+    if learned is None:
+        return dict(params)
+    keys = _scale_keys(params)
+    return representable(
+        {
+            t: (s if keys[t] is None else s * float(learned[keys[t]].detach().exp()), zp)
+            for t, (s, zp) in params.items()
+        },
+        params,
+    )
+
+
+def representable(params: QuantParams, calibrated: QuantParams | None = None) -> QuantParams:
+    """``params`` as the file will hold them: ReLU6 outputs capped (``scale_cap``; of the
+    ``calibrated`` scale where known), the pooled tensors given the pooling's (``_scale_keys``)."""
+    ref = calibrated or {t: (0.0, zp) for t, (_, zp) in params.items()}
+    out = {t: (min(s, scale_cap(t, *ref[t])), zp) for t, (s, zp) in params.items()}
+    pooled = [t for t in out if _is_pooled(t)]
+    for t in pooled[1:]:
+        out[t] = out[pooled[0]]
+    return out
+
+
 def strip(serving: nn.Module) -> None:
-    """Remove the simulation (hooks and weight rounding), keeping the trained float weights."""
+    """Remove the simulation (hooks, weight rounding, learned scales), keeping the float weights.
+
+    Read ``learned_params`` first: the scales go with the simulation.
+    """
+    if hasattr(serving, SCALES):
+        delattr(serving, SCALES)
     for mod in serving.modules():
         mod._forward_hooks.clear()
         mod._forward_pre_hooks.clear()

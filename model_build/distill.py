@@ -36,7 +36,7 @@ from model_build import qsim
 from model_build.augment import AugmentConfig
 from model_build.augment import augment as batch_augment
 from model_build.backbones import get_backbone
-from model_build.extra_images import read_extra
+from model_build.extra_images import holdout_id, read_extra
 from model_build.wrapper import ServingModel
 
 PACK_SIZE = 288  # source resolution: room for random crops around the 224 model input
@@ -274,6 +274,7 @@ def run(args: argparse.Namespace) -> int:
             "state_dict": student.cpu().state_dict(),
             "params": params,
             "calibrated_params": calibrated,
+            "extra_holdout": holdout_id(args.extra) if args.extra is not None else None,
             "float_nodes": float_nodes,
             "holdout": held.tolist(),
             "log": log,

@@ -21,6 +21,7 @@ sample-package images.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import subprocess
 from collections.abc import Iterable
@@ -147,6 +148,14 @@ def check_photos(path: Path) -> list[tuple[str, bytes]]:
         white.convert("RGB").save(buf, "PNG")
         out.append((f"{PACKAGES[0]}:{name}", buf.getvalue()))
     return out
+
+
+def holdout_id(path: Path) -> str:
+    """Fingerprint of the held-out photos' names: a student records the one it trained beside,
+    and the secondary check only runs for students that never saw those photos."""
+    with np.load(path) as z:
+        names = z["check_names"].tolist() if "check_names" in z else []
+    return hashlib.sha256("\n".join(names).encode()).hexdigest()[:16] if names else ""
 
 
 def ensure(out: Path, cache: Path) -> Path:

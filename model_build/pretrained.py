@@ -186,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
     top_noisy = run_torch(net, backbone.mean, backbone.std, noisy.astype(np.uint8)).argmax(1)
     top_jpeg = run_torch(net, backbone.mean, backbone.std, _jpeg(check_x, 95)).argmax(1)
     lat8, lat32 = compare_latency([int8, fp32], [check_x[:16], check_x[:16]], threads=1)
-    objects = _object_check(args, net, backbone, int8)
+    objects = _object_check(args, net, backbone, int8, distilled)
 
     report = {
         "check_images": len(check),
@@ -258,19 +258,27 @@ def _write_distill_pack(args, fp32: Path, calib: list, calib_x: np.ndarray, pref
     print(f"wrote {args.distill_pack}")
 
 
-def _object_check(args: argparse.Namespace, net, backbone, int8: Path) -> dict | None:
+def _object_check(
+    args: argparse.Namespace, net, backbone, int8: Path, distilled: dict | None
+) -> dict | None:
     """Secondary check: the object photos ``extra_images`` holds out of distillation.
 
     Why: the headline check set is 12 photos and 72 low-resolution frames, mostly near-ties;
     these are ~80 more real photos of single objects (on white), never trained on. Added after
     the headline numbers were seen, so it is context, not the goal's evidence. Skipped (None)
-    when the Debian packages cannot be fetched.
+    when the Debian packages cannot be fetched, or when the kept student trained on extra
+    photos without holding these out (its ``extra_holdout`` differs).
     """
     try:
         path = extra_images.ensure(args.extra, args.extra_cache)
         photos = extra_images.check_photos(path)
+        held = extra_images.holdout_id(path)
     except (OSError, subprocess.CalledProcessError, KeyError) as e:
         print(f"object-photo check skipped: {e}")
+        return None
+    used_extra = distilled and distilled["config"].get("extra") not in (None, "None")
+    if used_extra and distilled.get("extra_holdout") != held:
+        print("object-photo check skipped: the kept student may have trained on those photos")
         return None
     if not photos:
         return None
@@ -374,7 +382,13 @@ def _try_student(student_path, args, net, backbone, meta, calib_x, trials) -> di
         path.unlink()
         return None
     path.replace(args.out)
-    return {"method": method, "config": cfg, "log": ckpt.get("log", []), "float_nodes": floats}
+    return {
+        "method": method,
+        "config": cfg,
+        "log": ckpt.get("log", []),
+        "float_nodes": floats,
+        "extra_holdout": ckpt.get("extra_holdout"),
+    }
 
 
 def _quantize_best(fp32, args, net, backbone, calib_x, layer_sets):

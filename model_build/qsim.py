@@ -12,8 +12,9 @@ will meet. The simulation mirrors ``quantize.quantize_int8``'s QDQ model:
   same tensor, located by the ONNX scope names the TorchScript exporter derives from module
   paths; ReLU6 is applied before rounding, as ONNX Runtime folds it into the quantization range.
 
-After training, ``quantize_int8(..., activation_overrides=...)`` re-quantizes with those very
-activation scales, so the shipped file computes what was trained.
+Optionally (``learn_scales``) the activation scales are trained too (LSQ), within what the file
+can express. After training, ``quantize_int8(..., activation_overrides=...)`` re-quantizes with
+those very activation scales, so the shipped file computes what was trained.
 """
 
 from __future__ import annotations
@@ -174,8 +175,8 @@ def attach(
     placed: list[str] = []
     by_scope = {onnx_scope(name): mod for name, mod in serving.named_modules() if name}
     for tensor, (scale, zp) in params.items():
-        scope, _, kind = tensor.rpartition("/")
-        if kind.endswith(("GlobalAveragePool_output_0", "Flatten_output_0")):
+        scope = tensor.rpartition("/")[0]
+        if _is_pooled(tensor):
             continue  # pooled features: functional in the network, handled below, in order
         # The output of the module at ``scope``: MeanPad (Concat), ReLU6 (Clip), a BN-folded
         # Conv2d, or a residual block (Add).
@@ -185,7 +186,7 @@ def attach(
         cap = scale_cap(tensor, scale, zp)
         mod.register_forward_hook(_output_hook(serving, keys[tensor], scale, zp, cap))
         placed.append(tensor)
-    pooled = [t for t in params if t.endswith(("GlobalAveragePool_output_0", "Flatten_output_0"))]
+    pooled = [t for t in params if _is_pooled(t)]
     if pooled:
         head = _classifier(serving)
         head.register_forward_pre_hook(

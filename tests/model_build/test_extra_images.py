@@ -66,3 +66,7 @@ def test_collect_holds_out_every_fourth_photo_and_writes_what_distill_reads(
     first = np.asarray(Image.open(io.BytesIO(photos[0][1])))
     assert first.shape == (ex.STAMP_SIZE, ex.STAMP_SIZE, 3)
     assert (first[0, 0] == 255).all()  # transparent margin -> white
+    # the fingerprint a student records: stable, and different for a different held-out set
+    assert ex.holdout_id(tmp_path / "x.npz") == ex.holdout_id(tmp_path / "x.npz") != ""
+    np.savez_compressed(tmp_path / "y.npz", **{**arrays, "check_names": np.array(["s3"])})
+    assert ex.holdout_id(tmp_path / "y.npz") != ex.holdout_id(tmp_path / "x.npz")

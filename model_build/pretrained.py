@@ -446,11 +446,23 @@ def _command_text(r: dict) -> str:
     base = "model_build/.venv/bin/python -m model_build export-pretrained"
     if not r["distillation"]:
         return base
+    c = r["distillation"]["config"]
+    options = " ".join(
+        f"--{key.replace('_', '-')} {c[key]}"
+        for key in ("lr", "mix", "scale_lr", "ema", "extra", "paste", "steps", "seed")
+        if c.get(key) not in (None, "None", 0, 0.0) and (key != "paste" or c.get("extra"))
+    )
+    extra = (
+        "model_build/.venv/bin/python -m model_build extra-images\n"
+        if c.get("extra") not in (None, "None")
+        else ""
+    )
     return (
         f"{base} --distill-pack .mb-carry/distill/pack.npz\n"
-        "# on a GPU machine (model_build/gpu/distill.sh runs several side by side):\n"
+        + extra
+        + "# on a GPU machine (model_build/gpu/distill.sh runs several side by side):\n"
         "python3 -m model_build distill .mb-carry/distill/pack.npz --out runs/distill/student.pt "
-        "--lr LR --mix MIX\n"
+        f"{options}\n"
         f"{base} --student runs/distill/student*.pt"
     )
 
@@ -633,7 +645,8 @@ def _write_card(args: argparse.Namespace, r: dict, rows: list) -> None:
         f"calibration images, or the first {args.float_prefix} convolutions) were chosen by "
         "top-1 agreement with PyTorch on ALL the calibration images (ties: on the confident "
         f"ones, then KL divergence), never on the check set: {_trials_text(r)}. Honesty notes: "
-        "the `percentile-99.99` candidate, the float prefix and the held-out choice of students "
+        "the `percentile-99.99` candidate, the float prefix, the held-out choice of students, "
+        "and the learned activation scales, weight averaging and extra photos of distillation "
         "were each added after explorations that also printed check-set numbers (the notes in "
         "`model_build/notes/imagenet_quantization.md` say what was seen); every choice among "
         "candidates is made on calibration images only. Images were decoded and resized by "

@@ -276,7 +276,7 @@ def _object_check(
     except (OSError, subprocess.CalledProcessError, KeyError) as e:
         print(f"object-photo check skipped: {e}")
         return None
-    used_extra = distilled and distilled["config"].get("extra") not in (None, "None")
+    used_extra = distilled and _given(distilled["config"], "extra")
     if used_extra and distilled.get("extra_holdout") != held:
         print("object-photo check skipped: the kept student may have trained on those photos")
         return None
@@ -297,6 +297,11 @@ def _object_check(
             if a != b
         ],
     }
+
+
+def _given(config: dict, key: str) -> bool:
+    """Whether a distill option was used (checkpoint configs hold None/0 for unused ones)."""
+    return config.get(key) not in (None, "None", 0, 0.0)
 
 
 def _share(same: np.ndarray, mask: list[bool]) -> list:
@@ -355,7 +360,7 @@ def _try_student(student_path, args, net, backbone, meta, calib_x, trials) -> di
             ("extra", f", extra photos (paste {cfg.get('paste')})"),
             ("ema", f", weight average {cfg.get('ema')}"),
         )
-        if cfg.get(key) not in (None, 0, 0.0, "None")
+        if _given(cfg, key)
     )
     method = (
         f"distilled {student_path.stem} (lr {cfg.get('lr')}, mix {cfg.get('mix')}, "
@@ -450,12 +455,10 @@ def _command_text(r: dict) -> str:
     options = " ".join(
         f"--{key.replace('_', '-')} {c[key]}"
         for key in ("lr", "mix", "scale_lr", "ema", "extra", "paste", "steps", "seed")
-        if c.get(key) not in (None, "None", 0, 0.0) and (key != "paste" or c.get("extra"))
+        if _given(c, key) and (key != "paste" or _given(c, "extra"))
     )
     extra = (
-        "model_build/.venv/bin/python -m model_build extra-images\n"
-        if c.get("extra") not in (None, "None")
-        else ""
+        "model_build/.venv/bin/python -m model_build extra-images\n" if _given(c, "extra") else ""
     )
     return (
         f"{base} --distill-pack .mb-carry/distill/pack.npz\n"
@@ -502,7 +505,7 @@ def _distill_text(d: dict) -> str:
             "cut-out photos of objects and animals from `tuxpaint-stamps-default` pasted on a "
             f"share {c.get('paste')} of the images, tiles of the `mate-backgrounds` nature "
             "wallpapers)"
-            if c.get("extra") not in (None, "None")
+            if _given(c, "extra")
             else " only"
         )
         + "; never of the check set. The check frames come from "

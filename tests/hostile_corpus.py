@@ -118,6 +118,26 @@ def png_bomb(width: int = 50_000, height: int = 50_000) -> bytes:
     return png_raw(width, height, bit_depth=8, colour_type=2)
 
 
+@functools.cache
+def heic_still() -> bytes:
+    """A small HEVC-coded HEIC, written like an iPhone's (pillow-heif's x265 encoder)."""
+    from tests.media_factory import heic_bytes
+
+    return heic_bytes(_gradient(), quality=80)
+
+
+def heic_bomb(width: int = 20_000, height: int = 20_000) -> bytes:
+    """A real HEIC whose image-size box (``ispe``) declares ``width`` x ``height`` pixels.
+
+    libheif reports the declared size without decoding (its own security limit is
+    32768 x 32768, far above ours), so the pixel limit must refuse it first.
+    """
+    data = bytearray(heic_still())
+    at = data.index(b"ispe") + 8  # box type, then 4 bytes of version and flags
+    struct.pack_into(">II", data, at, width, height)
+    return bytes(data)
+
+
 def jpeg_with_size(width: int, height: int) -> bytes:
     """A valid small baseline JPEG whose SOF0 header is patched to declare another size.
 
@@ -325,6 +345,7 @@ def corpus(
     rng = random.Random(20261122)
     jpeg = _save(_gradient(), "JPEG", quality=85)
     png = _save(_gradient(), "PNG")
+    heic = heic_still()
     mp4 = tiny_mp4()
     random_bytes = bytes(rng.randrange(256) for _ in range(4096))
     # Random bytes must not start with a known signature by chance (the seed is fixed).
@@ -551,13 +572,19 @@ def corpus(
             "polyglot-jpeg-zip: ZIP appended to a JPEG",
         ),
         ("gifar.gif", gif_js_polyglot(), "image/gif", DONE, "polyglot-gif-js"),
+        # HEIF family: iPhone photos (HEIC, through libheif) and AVIF (Pillow).
+        ("iphone.HEIC", heic, "image/heic", DONE, "heic: a HEVC still"),
+        ("heic-octet", heic, "application/octet-stream", DONE, "lie-heic-as-octet-stream"),
+        ("photo.avif", _save(_gradient(), "AVIF", quality=80), "image/avif", DONE, "avif"),
         (
-            "heic.heic",
+            "heic-ftyp-only.heic",
             b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic",
             "image/heic",
-            UNSUPPORTED,
-            "heic-brand: refused by name",
+            CORRUPT,
+            "heic-ftyp-only: the brand box and nothing else",
         ),
+        ("heic-cut.heic", heic[: len(heic) // 2], "image/heic", CORRUPT, "heic-truncated: half"),
+        ("heic-bomb.heic", heic_bomb(), "image/heic", TOO_LARGE, "heic-bomb: 20000x20000 header"),
         # Lying content types: the bytes decide.
         ("photo-as-video.mp4", jpeg, "video/mp4", DONE, "lie-jpeg-as-video/mp4"),
         ("photo-octet", png, "application/octet-stream", DONE, "lie-png-as-octet-stream"),

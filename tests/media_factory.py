@@ -289,3 +289,56 @@ def dominant_palette_index(frame: np.ndarray) -> int:
     """Which ``PALETTE`` colour a frame (mostly) shows."""
     mean = frame.reshape(-1, 3).mean(axis=0)
     return int(np.argmin([np.abs(mean - np.array(c)).sum() for c in PALETTE]))
+
+
+def animated_avif(
+    path: str | Path, durations_ms: Sequence[int], *, size: tuple[int, int] = (64, 48)
+) -> Path:
+    """An animated AVIF (brand ``avis``), one ``PALETTE`` frame per entry of ``durations_ms``."""
+    path = Path(path)
+    frames = animation_frames(len(durations_ms), size)
+    frames[0].save(
+        path, format="AVIF", save_all=True, append_images=frames[1:], duration=list(durations_ms)
+    )
+    return path
+
+
+def heic_bytes(
+    *images: Image.Image,
+    orientation: int = 1,
+    primary: int = 0,
+    quality: int = 90,
+    bit_depth: int = 8,
+) -> bytes:
+    """A HEIC file holding ``images`` (the ``primary`` one is what viewers show).
+
+    ``orientation`` is written the way iPhones do: as the container's rotation/mirror
+    (``irot``/``imir``, which the decoder applies) with the same value in EXIF.
+    ``bit_depth`` 10 writes an HDR file from 16-bit samples. Encoded with pillow-heif's
+    x265 encoder (the functions only decode with it).
+    """
+    import io
+
+    import pillow_heif
+
+    def heif_of(img: Image.Image):
+        if bit_depth == 8:
+            return img
+        rgb16 = (np.asarray(img.convert("RGB"), dtype=np.uint16) << 8).astype("<u2")
+        return pillow_heif.from_bytes("RGB;16", img.size, rgb16.tobytes())
+
+    first = heif_of(images[0])
+    heif = pillow_heif.from_pillow(first) if bit_depth == 8 else first
+    for img in images[1:]:
+        if bit_depth == 8:
+            heif.add_from_pillow(img)
+        else:
+            heif.add_from_heif(heif_of(img))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    for i, frame in enumerate(heif):
+        frame.info["exif"] = exif.tobytes()
+        frame.info["primary"] = i == primary
+    buf = io.BytesIO()
+    heif.save(buf, quality=quality, primary_index=primary)
+    return buf.getvalue()

@@ -9,6 +9,8 @@ Why each step is here:
 * JPEG draft mode lets libjpeg decode at 1/2, 1/4 or 1/8 scale: a 12 MP photo
   bound for a 224 px model never exists at full size in memory;
 * EXIF orientation is applied, so a phone photo is classified the way it is seen;
+* HEIC/HEIF (iPhone photos) is opened by :mod:`.heif` (libheif), AVIF by Pillow; both
+  then follow the same path as every other format;
 * a common still PNG is decoded by libpng (:mod:`.png_fast`, 2-2.5x faster than
   Pillow's decoder, same pixels); everything else by Pillow;
 * every Pillow mode (palette, alpha, CMYK, 16-bit, greyscale) ends as 8-bit RGB,
@@ -23,7 +25,9 @@ import struct
 import warnings
 from typing import TYPE_CHECKING
 
+from . import heif
 from .errors import ErrorCode, MediaError
+from .sniff import HEAD_BYTES, iso_image_mime
 
 if TYPE_CHECKING:
     import numpy as np
@@ -34,9 +38,11 @@ RESIZE_POLICIES = ("center_crop", "squash")
 CROP_FRACTION = 0.875
 _ORIENTATION_TAG = 0x0112
 #: What Pillow's decoders raise on malformed input (found by tests/functions/test_fuzz_decode.py:
-#: a truncated GIF frame header raises ``struct.error`` or ``IndexError``, APNG ``EOFError``).
+#: a truncated GIF frame header raises ``struct.error`` or ``IndexError``, APNG ``EOFError``;
+#: libheif's decoding errors that have no closer type arrive as ``RuntimeError``).
 DECODE_ERRORS = (
     OSError,
+    RuntimeError,
     SyntaxError,
     ValueError,
     EOFError,
@@ -62,12 +68,15 @@ def open_image(data: bytes, *, max_pixels: int) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", image_mod.DecompressionBombWarning)
-            img = image_mod.open(io.BytesIO(data))
+            if iso_image_mime(data[:HEAD_BYTES]) in ("image/heic", "image/heif"):
+                img = heif.open_heif(data)
+            else:
+                img = image_mod.open(io.BytesIO(data))
     except (image_mod.DecompressionBombError, image_mod.DecompressionBombWarning) as exc:
         raise MediaError(ErrorCode.TOO_LARGE, f"image declares too many pixels ({exc})") from exc
     except image_mod.UnidentifiedImageError as exc:
         raise MediaError(ErrorCode.CORRUPT_MEDIA, "the image header cannot be read") from exc
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+    except DECODE_ERRORS as exc:  # e.g. Pillow's AVIF opener raises RuntimeError
         raise MediaError(ErrorCode.CORRUPT_MEDIA, f"the image cannot be read: {exc}") from exc
     width, height = img.size
     if width <= 0 or height <= 0:
@@ -82,12 +91,13 @@ def open_image(data: bytes, *, max_pixels: int) -> Image.Image:
 
 #: Formats whose extra frames are moments in time. Multi-page TIFF, MPO (a phone's
 #: stereo/depth JPEG) and ICO also have "frames", but they are pages or variants of
-#: one picture: those are classified by their first frame, as still images.
-ANIMATED_FORMATS = ("GIF", "WEBP", "PNG")
+#: one picture: those are classified by their first frame, as still images; a HEIF
+#: file's several images (bursts, brackets) by its primary image.
+ANIMATED_FORMATS = ("GIF", "WEBP", "PNG", "AVIF")
 
 
 def is_animated(img: Image.Image) -> bool:
-    """True for GIF/WebP/PNG files with more than one frame (treated as videos)."""
+    """True for GIF/WebP/PNG/AVIF files with more than one frame (treated as videos)."""
     if img.format not in ANIMATED_FORMATS:
         return False
     try:  # Pillow reads the frame headers here: a broken second frame fails now
@@ -158,7 +168,8 @@ def load_rgb(
                 return _to_rgb(fast)
         if target is not None and img.format == "JPEG":
             img.draft("RGB", _draft_request(img, target, policy))
-        img.seek(0)
+        if img.format != "HEIF":  # HEIF opens at its primary image, which may not be frame 0
+            img.seek(0)
         img.load()
         if img.getexif().get(_ORIENTATION_TAG, 1) != 1:
             img = image_ops.exif_transpose(img)

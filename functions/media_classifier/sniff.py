@@ -26,30 +26,50 @@ class MediaType:
     mime: str
 
 
-# ISO base media brands (the ``ftyp`` box) that are still images, not videos.
-_IMAGE_BRANDS = {
-    b"heic": "image/heic",
-    b"heix": "image/heic",
-    b"hevc": "image/heic",
-    b"heim": "image/heic",
-    b"heis": "image/heic",
-    b"mif1": "image/heif",
-    b"msf1": "image/heif",
-    b"avif": "image/avif",
-    b"avis": "image/avif",
-}
+# ISO base media brands (the ``ftyp`` box) of still images, not videos: HEIF with HEVC
+# (iPhone photos), AVIF (AV1), and the generic HEIF brands whose codec the compatible
+# brands name. Image sequences (``hevc``, ``msf1``, ``avis``) are images too: AVIF
+# animations are sampled like animated GIFs, a HEIF sequence by its primary image.
+_HEIC_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs"}
+_AVIF_BRANDS = {b"avif", b"avis"}
+_HEIF_BRANDS = {b"mif1", b"msf1", b"mif2", b"mif3"}
 # Brands of audio-only ISO files: refused up front with a precise message.
 _AUDIO_BRANDS = {b"M4A ", b"M4B ", b"M4P ", b"F4A ", b"F4B "}
 
 
+def _ftyp_brands(head: bytes) -> tuple[bytes, set[bytes]]:
+    """Major brand and compatible brands of the leading ``ftyp`` box (within ``head``)."""
+    size = int.from_bytes(head[0:4], "big")
+    end = min(len(head), size if 16 <= size <= 4096 else 16)
+    return head[8:12], {head[i : i + 4] for i in range(16, end - 3, 4)}
+
+
+def iso_image_mime(head: bytes) -> str | None:
+    """``image/heic``, ``image/heif`` or ``image/avif`` for a HEIF-family still, else None.
+
+    Decided by the major brand, then by the compatible brands (a ``mif1`` file says
+    ``avif`` or ``heic`` there). AVIF wins over HEVC when a file lists both: Pillow
+    decodes AV1 itself, and libheif here has no AV1 decoder.
+    """
+    if len(head) < 12 or head[4:8] != b"ftyp":
+        return None
+    major, compatible = _ftyp_brands(head)
+    if major in _AVIF_BRANDS:
+        return "image/avif"
+    if major in _HEIC_BRANDS:
+        return "image/heic"
+    if major in _HEIF_BRANDS:
+        if compatible & _AVIF_BRANDS:
+            return "image/avif"
+        return "image/heic" if compatible & _HEIC_BRANDS else "image/heif"
+    return None
+
+
 def _iso_media(head: bytes) -> MediaType:
+    image = iso_image_mime(head)
+    if image:
+        return MediaType("image", image)
     brand = head[8:12]
-    if brand in _IMAGE_BRANDS:
-        mime = _IMAGE_BRANDS[brand]
-        raise MediaError(
-            ErrorCode.UNSUPPORTED_MEDIA,
-            f"{mime} images are not supported yet; upload JPEG, PNG or WebP",
-        )
     if brand in _AUDIO_BRANDS:
         raise MediaError(ErrorCode.UNSUPPORTED_MEDIA, "audio files are not supported")
     if brand == b"qt  ":
@@ -124,5 +144,6 @@ def sniff(head: bytes) -> MediaType:
         raise MediaError(ErrorCode.UNSUPPORTED_MEDIA, f"{name} files are not supported")
     raise MediaError(
         ErrorCode.UNSUPPORTED_MEDIA,
-        "not a supported image or video (JPEG, PNG, WebP, GIF, BMP, TIFF, MP4, MOV, WebM, ...)",
+        "not a supported image or video (JPEG, PNG, HEIC, WebP, AVIF, GIF, BMP, TIFF, MP4, MOV,"
+        " WebM, ...)",
     )

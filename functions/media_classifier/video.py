@@ -1,4 +1,4 @@
-"""Videos (and animated GIF/WebP) as a stream of model-sized frames with timestamps.
+"""Videos (and animated GIF/WebP/PNG/AVIF) as a stream of model-sized frames with timestamps.
 
 Why this shape: the pipeline only ever needs a few frames per second at the
 model's input size, so ffmpeg does the sampling (``fps`` filter), the rotation
@@ -13,7 +13,7 @@ Public API (all the pipeline needs):
   stretched so that ``max_frames`` frames cover the whole video)
 - :func:`sample_frames` -> ``(timestamp_sec, uint8 HxWx3)`` pairs
 - :func:`probe_animation` / :func:`sample_animation`: the same contract for
-  animated GIF and WebP through Pillow (ffmpeg cannot decode animated WebP).
+  animated GIF, WebP, PNG and AVIF through Pillow (ffmpeg cannot decode animated WebP).
 
 Timestamps: frame ``k`` is what is on screen at ``k * interval`` seconds (the
 last frame shown at or before that time), so a variable-frame-rate video is
@@ -704,7 +704,7 @@ def _frame_durations_ms(img: Image.Image) -> list[int]:
 
 
 def probe_animation(img: Image.Image) -> VideoInfo:
-    """VideoInfo for an animated GIF/WebP from Pillow's frame durations.
+    """VideoInfo for an animated GIF/WebP/PNG/AVIF from Pillow's frame durations.
 
     Why Pillow: ffmpeg decodes GIF but not animated WebP, and Pillow already
     knows both timelines. Costs one pass over the frames (Pillow decodes to

@@ -41,6 +41,15 @@ def test_content_type_is_detected_not_trusted(upload, wait_for_result) -> None:
     assert doc["labels"][0]["label"] in {"espresso", "cup", "coffee mug"}
 
 
+def test_iphone_heic_photo_gets_labels(upload, wait_for_result) -> None:
+    name = _name("", "IMG_0001.HEIC")
+    upload(name, (SAMPLES / "chelsea-cat-portrait.heic").read_bytes(), "image/heic")
+    doc = wait_for_result(name)
+    assert doc["status"] == "done", doc
+    assert doc["contentType"] == "image/heic" and doc["kind"] == "image"
+    assert doc["labels"][0]["label"] in {"Egyptian cat", "tabby", "tiger cat"}
+
+
 def test_text_file_gets_an_unsupported_media_error(upload, wait_for_result) -> None:
     name = _name("", "notes.txt")
     upload(name, b"these are not pixels\n", "text/plain")

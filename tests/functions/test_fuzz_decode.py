@@ -32,6 +32,7 @@ from media_classifier.model import Model
 from media_classifier.pipeline import Limits, classify_bytes
 from media_classifier.sniff import HEAD_BYTES, sniff
 from tests.hostile_corpus import tiny_mp4
+from tests.media_factory import heic_bytes
 from tests.model_factory import colour_model
 
 SCALE = max(1, int(os.environ.get("MC_FUZZ_SCALE", "1")))
@@ -73,6 +74,21 @@ def image_seeds() -> dict[str, bytes]:
         "bmp": _encode(base.resize((8, 6)), "BMP"),
         "tiff": _encode(base.resize((8, 6)), "TIFF"),
         "ico": _encode(base.resize((16, 16)), "ICO"),
+        "avif": _encode(base, "AVIF", quality=50, exif=exif.tobytes()),
+        "heic": heif_seeds()["heic"],
+    }
+
+
+@functools.cache
+def heif_seeds() -> dict[str, bytes]:
+    """HEIF-family files: libheif and libavif parse boxes an uploader fully controls."""
+    base = Image.linear_gradient("L").resize((40, 30)).convert("RGB")
+    two = Image.new("RGB", (24, 16), "red")
+    return {
+        "heic": heic_bytes(base, orientation=6, quality=60),
+        "heic-two-images": heic_bytes(two, base, primary=1, quality=60),
+        "heic-10bit": heic_bytes(base, bit_depth=10, quality=60),
+        "avif": _encode(base, "AVIF", quality=50),
     }
 
 
@@ -82,7 +98,7 @@ def animated_seeds() -> dict[str, bytes]:
     frames = [Image.new("RGB", (16, 12), c) for c in ("red", "green", "blue")]
     return {
         fmt.lower(): _encode(frames[0], fmt, save_all=True, append_images=frames[1:], duration=100)
-        for fmt in ("GIF", "WEBP", "PNG")
+        for fmt in ("GIF", "WEBP", "PNG", "AVIF")
     }
 
 
@@ -167,6 +183,12 @@ def test_decode_mutated_images(data: bytes) -> None:
 @given(mutated(image_seeds()))
 def test_classify_mutated_images(data: bytes) -> None:
     check_classify(data)
+
+
+@fuzz_settings(examples=200, deadline_s=3.0)
+@given(mutated(heif_seeds()))
+def test_decode_mutated_heif(data: bytes) -> None:
+    check_decode(data)
 
 
 @pytest.mark.slow

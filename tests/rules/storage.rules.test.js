@@ -21,7 +21,7 @@ after(async () => {
 });
 
 describe("uploads by the owner", () => {
-  for (const contentType of ["image/jpeg", "image/png", "image/webp", "video/mp4", "video/quicktime"]) {
+  for (const contentType of ["image/jpeg", "image/png", "image/webp", "image/heic", "image/avif", "video/mp4", "video/quicktime"]) {
     test(`may upload ${contentType} under uploads/{own uid}/`, async () => {
       await assertSucceeds(put(env.authenticatedContext(ALICE), mine(`ok.${contentType.split("/")[1]}`), bytes(32), contentType));
     });

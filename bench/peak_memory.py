@@ -105,6 +105,21 @@ def _video(path: Path, size: str, seconds: int, fps: int) -> None:
     subprocess.run(cmd, check=True, timeout=600)
 
 
+def _heic(path: Path) -> None:
+    """A 32 MP HEIC (8000 x 4000, one HEVC picture, x265 via pillow-heif).
+
+    Not 50 MP: phones write large HEICs as grids of 512 x 512 tiles, which pillow-heif's
+    x265 cannot write, and single pictures this large fail in libde265 once they carry
+    more than ~10-15 MB of HEVC data (CORRUPT_MEDIA: a 6000 x 4000 picture of 17 MB
+    did, this one of 6.6 MB does not). libheif assembles a grid into one full-size
+    image, so the decoded memory per pixel is the same: 50 MP costs ~50/32 of the
+    decoding part of this case.
+    """
+    import pillow_heif
+
+    pillow_heif.from_pillow(_photo(8000, 4000)).save(path, quality=30)
+
+
 def _image_case(fmt: str, mode: str = "RGB", **kwargs: object) -> Callable[[Path], None]:
     return lambda path: _save(path, _photo(W50, H50, mode), fmt, **kwargs)
 
@@ -128,6 +143,12 @@ CASES: dict[str, tuple[str, Callable[[Path], None], str]] = {
     "gif-50mp-transparent": ("50mp.gif", _gif_rgba, "palette + transparency -> RGBA"),
     "webp-50mp": ("50mp.webp", _image_case("WEBP", quality=80, method=0), "lossy WebP"),
     "tiff-50mp": ("50mp.tiff", _tiff, "deflate TIFF (smooth, so it fits the byte limit)"),
+    "heic-32mp": ("32mp.heic", _heic, "HEIC, 32 MP: libheif decodes full size, no draft mode"),
+    "avif-50mp": (
+        "50mp.avif",
+        _image_case("AVIF", quality=60, speed=10),
+        "AVIF: libavif decodes full size",
+    ),
     "gif-anim-980mp": ("anim-7000.gif", _animated_gif, "20 frames of 49 MP (animation budget)"),
     "video-1080p": (
         "1080p-60s.mp4",

@@ -86,6 +86,12 @@ Read the result (Python, google-cloud-firestore):
   doc_id = urllib.parse.quote("uploads/me/cat.png", safe="!~*'()")
   print(db.collection("mediaResults").document(doc_id).get().to_dict())
 
+Backfill (objects without a current result, e.g. uploaded while the stack was down):
+
+  (cd functions && GOOGLE_CLOUD_PROJECT={PROJECT_ID} \\
+    FIRESTORE_EMULATOR_HOST={HOST}:{PORTS["firestore"]} STORAGE_EMULATOR_HOST={storage} \\
+    venv/bin/python -m media_classifier backfill --bucket {DEFAULT_BUCKET} --dry-run)
+
 Apps: connectStorageEmulator(storage, "{HOST}", {PORTS["storage"]}),
 connectAuthEmulator(auth, "{auth}"), connectFirestoreEmulator(db, "{HOST}", {PORTS["firestore"]});
 Android emulators reach this machine as 10.0.2.2.{firestore_note}

@@ -1,5 +1,7 @@
 """Command line: ``python -m media_classifier FILE...`` (run from ``functions/``).
 
+``python -m media_classifier backfill ...`` runs :mod:`.backfill` instead.
+
 Prints one JSON object per file with the same fields as the result document, using
 the same pipeline, models and limits as the deployed functions: the quickest way to
 see what an upload will produce, and to debug a file a user reports.
@@ -59,6 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     from . import config
     from .model import default_registry
 
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["backfill"]:
+        from . import backfill
+
+        return backfill.main(argv[1:])
     args = _parser().parse_args(argv)
     if args.models:
         for model in default_registry().all():

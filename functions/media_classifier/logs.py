@@ -147,3 +147,32 @@ def request_internal_error(endpoint: str, exc: BaseException) -> None:
         code="INTERNAL",
         exception=type(exc).__name__,
     )
+
+
+def backfill_started(bucket: str, under: str, after: str | None, dry_run: bool) -> None:
+    where = f"gs://{bucket}/{under}" + (f" after {after!r}" if after else "")
+    _write(
+        "INFO",
+        "backfill_started",
+        f"backfill {'(dry run) ' if dry_run else ''}of {where}",
+        bucket=bucket,
+        under=under,
+        after=after,
+        dryRun=dry_run,
+    )
+
+
+def backfill_progress(counts: dict[str, int], last: str | None, seconds: float) -> None:
+    summary = ", ".join(f"{value} {key}" for key, value in counts.items())
+    _write(
+        "INFO",
+        "backfill_progress",
+        f"backfill: {summary} in {seconds:.0f} s; last {last!r}",
+        counts=counts,
+        last=last,
+    )
+
+
+def backfill_finished(summary: dict[str, Any]) -> None:
+    state = "complete" if summary.get("complete") else "stopped (resumable)"
+    _write("INFO", "backfill_finished", f"backfill {state}", **summary)

@@ -129,7 +129,8 @@ def classify_bytes(data: bytes, model: Model, *, top_k: int, limits: Limits) -> 
         return _classify_video(tmp.name, media, model, top_k=top_k, limits=limits)
 
 
-def _model_ref(model: Model) -> dict[str, str]:
+def model_ref(model: Model) -> dict[str, str]:
+    """The ``model`` field of a result: which model (and version) produced it."""
     return {"id": model.key, "name": model.name, "version": model.version}
 
 
@@ -155,7 +156,7 @@ def _classify_image_bytes(
         kind="image",
         content_type=media.mime,
         labels=best(probs, model.labels, top_k),
-        model=_model_ref(model),
+        model=model_ref(model),
         timings=clock.total(),
     )
 
@@ -262,7 +263,7 @@ def _video_classification(
         kind="video",
         content_type=media.mime,
         labels=labels,
-        model=_model_ref(model),
+        model=model_ref(model),
         timings=clock.total(),
         video=_video_fields(info, detail, segments),
         frames=detail,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -65,10 +66,18 @@ class Decision:
     reason: str
 
 
-def decide(existing: dict[str, Any] | None, generation: int, now: datetime) -> Decision:
+def decide(
+    existing: dict[str, Any] | None,
+    generation: int,
+    now: datetime,
+    redo: Callable[[dict[str, Any]], str | None] | None = None,
+) -> Decision:
     """Whether an event for ``generation`` may claim the document ``existing``.
 
-    Pure, so the idempotency rules are unit-tested without a server.
+    ``redo`` (the backfill's policy, :func:`backfill.redo_reason`) may reopen a finished
+    result of the same generation, e.g. one written by an older model; it names why, or
+    returns None. Events never pass it. Pure, so the idempotency rules are unit-tested
+    without a server.
     """
     if existing is None:
         return Decision(True, "new")
@@ -79,7 +88,8 @@ def decide(existing: dict[str, Any] | None, generation: int, now: datetime) -> D
         return Decision(True, "newer generation")
     status = existing.get("status")
     if status in TERMINAL:
-        return Decision(False, f"already {status}")
+        why = redo(existing) if redo is not None else None
+        return Decision(True, why) if why else Decision(False, f"already {status}")
     updated = existing.get("updatedAt")
     if isinstance(updated, datetime) and now - updated < STALE_CLAIM:
         return Decision(False, "another delivery is processing it")
@@ -102,7 +112,12 @@ def _server_timestamp() -> Any:
 
 
 def claim(
-    db: Any, collection: str, object_name: str, generation: int, fields: dict[str, Any]
+    db: Any,
+    collection: str,
+    object_name: str,
+    generation: int,
+    fields: dict[str, Any],
+    redo: Callable[[dict[str, Any]], str | None] | None = None,
 ) -> Claim | Decision:
     """Mark the document ``processing`` for this generation, or say why not.
 
@@ -125,7 +140,7 @@ def claim(
     for _ in range(5):
         snap = ref.get()
         existing = snap.to_dict() if snap.exists else None
-        decision = decide(existing, generation, datetime.now(UTC))
+        decision = decide(existing, generation, datetime.now(UTC), redo)
         if not decision.claim:
             return decision
         previous_chunks = int(((existing or {}).get("video") or {}).get("frameChunks") or 0)

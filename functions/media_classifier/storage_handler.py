@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,13 +116,19 @@ def handle_finalized(
     model_id: str,
     top_k: int,
     limits: Any,
+    redo: Callable[[dict[str, Any]], str | None] | None = None,
 ) -> str:
-    """Process one finalize event; returns what happened (for tests and logs)."""
+    """Process one finalize event; returns what happened (for tests and logs).
+
+    ``redo`` is for the backfill only: it may reopen a finished result of this
+    generation (see :func:`results.decide`).
+    """
     if not should_process(upload.name, prefix):
         logs.ignored_outside_prefix(upload.name, prefix)
         return "ignored"
     gen = str(upload.generation)
-    owned = results.claim(db, collection, upload.name, upload.generation, describe(upload, prefix))
+    described = describe(upload, prefix)
+    owned = results.claim(db, collection, upload.name, upload.generation, described, redo)
     if isinstance(owned, results.Decision):
         logs.duplicate_event(upload.name, gen, owned.reason)
         return "skipped"

@@ -1,0 +1,116 @@
+"""The backfill command against the emulators: lost results, old models, retryable errors.
+
+The command runs as a user runs it (``python -m media_classifier backfill`` in the
+functions' interpreter), on objects uploaded through the Storage emulator whose results
+the test then damages the ways production does: a result never written (lost event),
+one written by an older model, one that failed with a retryable error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from tests.e2e.conftest import RESULTS_COLLECTION
+from tools.localstack import default_bucket, emulator_env, result_doc_id
+
+REPO = Path(__file__).resolve().parents[2]
+FUNCTIONS = REPO / "functions"
+SAMPLES = REPO / "samples" / "images"
+CAT = {"Egyptian cat", "tabby", "tiger cat"}
+COFFEE = {"espresso", "cup", "coffee mug"}
+
+
+def _backfill(under: str, *args: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Run the command; (per-object lines, summary line) from its stdout."""
+    env = {**os.environ, **emulator_env(), "GRPC_VERBOSITY": "ERROR"}
+    proc = subprocess.run(
+        [
+            str(FUNCTIONS / "venv" / "bin" / "python"),
+            "-m",
+            "media_classifier",
+            "backfill",
+            "--bucket",
+            default_bucket().name,
+            "--under",
+            under,
+            "--rate",
+            "0",
+            *args,
+        ],
+        cwd=FUNCTIONS,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+    assert lines and lines[-1].get("summary"), proc.stdout
+    return lines[:-1], lines[-1]
+
+
+def test_backfill_repairs_lost_outdated_and_failed_results(
+    object_name, upload, wait_for_result, firestore_db, tmp_path: Path
+) -> None:
+    names = {
+        "lost": object_name("a-lost.jpg"),
+        "old-model": object_name("b-old-model.png"),
+        "unsupported": object_name("c-notes.txt"),
+        "timeout": object_name("d-timeout.jpg"),
+        "fine": object_name("e-fine.jpg"),
+    }
+    under = names["lost"].rsplit("/", 1)[0] + "/"
+    coffee = (SAMPLES / "coffee.jpg").read_bytes()
+    upload(names["lost"], coffee, "image/jpeg")
+    upload(names["old-model"], (SAMPLES / "chelsea-cat.png").read_bytes(), "image/png")
+    upload(names["unsupported"], b"not pixels\n", "text/plain")
+    upload(names["timeout"], coffee, "image/jpeg")
+    upload(names["fine"], coffee, "image/jpeg")
+    first = {key: wait_for_result(name) for key, name in names.items()}
+    assert first["unsupported"]["error"]["code"] == "UNSUPPORTED_MEDIA"
+    current_version = first["fine"]["model"]["version"]
+
+    def ref(key: str) -> Any:
+        return firestore_db.collection(RESULTS_COLLECTION).document(result_doc_id(names[key]))
+
+    ref("lost").delete()
+    ref("old-model").update({"model": {**first["old-model"]["model"], "version": "0.0.1-old"}})
+    ref("timeout").update(
+        {"status": "error", "labels": [], "error": {"code": "TIMEOUT", "message": "slow"}}
+    )
+
+    # A dry run names the three that need work and writes nothing.
+    planned, summary = _backfill(under, "--dry-run")
+    assert [p["path"] for p in planned] == [names["lost"], names["old-model"], names["timeout"]]
+    assert "model changed" in planned[1]["reason"] and "TIMEOUT" in planned[2]["reason"]
+    assert summary["scanned"] == 5 and summary["up to date"] == 2 and summary["complete"]
+    assert not ref("lost").get().exists
+
+    # Bounded: two now, and the state file remembers where it stopped...
+    state = tmp_path / "backfill.json"
+    done, summary = _backfill(under, "--limit", "2", "--state", str(state))
+    assert [d["path"] for d in done] == [names["lost"], names["old-model"]]
+    assert summary["classified"] == 2 and not summary["complete"]
+    assert json.loads(state.read_text())["after"] == names["old-model"]
+
+    # ...so the next run resumes after it and finishes the scope.
+    done, summary = _backfill(under, "--state", str(state))
+    assert [d["path"] for d in done] == [names["timeout"]]
+    assert summary["complete"] and summary["scanned"] == 3 and not state.exists()
+
+    after = {key: ref(key).get().to_dict() for key in names}
+    assert after["lost"]["status"] == "done" and after["lost"]["labels"][0]["label"] in COFFEE
+    assert after["lost"]["owner"] == names["lost"].split("/")[1]
+    assert after["old-model"]["model"]["version"] == current_version
+    assert after["old-model"]["labels"][0]["label"] in CAT
+    assert after["timeout"]["status"] == "done" and after["timeout"]["error"] is None
+    assert after["unsupported"]["error"]["code"] == "UNSUPPORTED_MEDIA"  # not retried
+    assert after["fine"]["updatedAt"] == first["fine"]["updatedAt"]  # untouched
+
+    # Nothing left: a further run classifies nothing.
+    done, summary = _backfill(under)
+    assert done == [] and summary["up to date"] == 5 and summary.get("classified", 0) == 0

@@ -31,6 +31,14 @@ SAMPLE_ARGS = {
     "version": "1",
     "millis": 12.5,
     "endpoint": "/v1/classify",
+    "bucket": "demo.appspot.com",
+    "under": "uploads/u1/",
+    "after": "uploads/u1/a.jpg",
+    "dry_run": False,
+    "counts": {"scanned": 100, "up to date": 98, "classified": 2},
+    "last": "uploads/u1/z.jpg",
+    "seconds": 3.5,
+    "summary": {"summary": True, "complete": True, "scanned": 3},
 }
 PUBLIC = [
     fn

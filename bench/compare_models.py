@@ -28,7 +28,7 @@ from bench.run import FULL, QUICK_BUDGETS, _run_worker
 
 def _cases(args: argparse.Namespace) -> dict[str, dict]:
     """Case name -> worker spec without the model."""
-    inputs = ensure_inputs(60.0)
+    inputs = ensure_inputs(FUNCTIONS_PYTHON, 60.0)
     budgets = {k: asdict(v) for k, v in (QUICK_BUDGETS if args.quick else FULL).items()}
     cases = {
         f"batch {b}, ms per image": {

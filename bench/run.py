@@ -170,6 +170,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     images = (
         ("jpeg_12mp", inputs.jpeg_12mp),
         ("jpeg_12mp_smooth", inputs.jpeg_12mp_smooth),
+        ("jpeg_12mp_progressive", inputs.jpeg_12mp_progressive),
         ("heic_12mp", inputs.heic_12mp),
         ("png_03mp", inputs.png_03mp),
     )

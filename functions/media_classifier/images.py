@@ -7,7 +7,9 @@ Why each step is here:
 * the pixel limit is checked on the header before any pixel is decoded, so a
   decompression bomb costs nothing;
 * JPEG draft mode lets libjpeg decode at 1/2, 1/4 or 1/8 scale: a 12 MP photo
-  bound for a 224 px model never exists at full size in memory;
+  bound for a 224 px model never exists at full size in memory; a progressive JPEG
+  at 1/8 is decoded from its DC scans only (:mod:`.jpeg_progressive`, same pixels,
+  3-5x faster);
 * EXIF orientation is applied, so a phone photo is classified the way it is seen;
 * HEIC/HEIF (iPhone photos) is opened by :mod:`.heif` (libheif), AVIF by Pillow; both
   then follow the same path as every other format;
@@ -144,6 +146,34 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+def _draft_jpeg(img: Image.Image, request: tuple[int, int], data: bytes | None) -> Image.Image:
+    """Set JPEG draft mode; a progressive file at scale 1/8 is re-opened from its DC scans.
+
+    :mod:`.jpeg_progressive` explains why and when the pixels are the same. Whatever
+    goes wrong on that path (a file it cannot reduce, a reduced file libjpeg refuses)
+    falls back to ``img`` itself, which then decodes (or fails) as it always did.
+    """
+    image_mod, _ = _pil()
+    img.draft("RGB", request)
+    scale = img.decoderconfig[:1]  # (scale,) once draft mode is set
+    if data is None or not img.info.get("progressive") or scale != (8,):
+        return img
+    from . import jpeg_progressive
+
+    reduced = jpeg_progressive.reduce(data)
+    if reduced is None:
+        return img
+    try:
+        small = image_mod.open(io.BytesIO(reduced))
+        small.draft("RGB", request)
+        if small.size != img.size or small.mode != img.mode:
+            return img
+        small.load()
+    except DECODE_ERRORS:
+        return img
+    return small
+
+
 def load_rgb(
     img: Image.Image,
     *,
@@ -167,7 +197,7 @@ def load_rgb(
             if fast is not None:
                 return _to_rgb(fast)
         if target is not None and img.format == "JPEG":
-            img.draft("RGB", _draft_request(img, target, policy))
+            img = _draft_jpeg(img, _draft_request(img, target, policy), data)
         if img.format != "HEIF":  # HEIF opens at its primary image, which may not be frame 0
             img.seek(0)
         img.load()

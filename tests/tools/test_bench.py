@@ -64,7 +64,13 @@ def _timed(case: dict) -> None:
 @pytest.mark.slow
 def test_quick_bench_images(quick_results: tuple[dict, Path, str]) -> None:
     res, _, _ = quick_results
-    assert set(res["image"]) == {"jpeg_12mp", "jpeg_12mp_smooth", "heic_12mp", "png_03mp"}
+    assert set(res["image"]) == {
+        "jpeg_12mp",
+        "jpeg_12mp_smooth",
+        "jpeg_12mp_progressive",
+        "heic_12mp",
+        "png_03mp",
+    }
     for name, ways in res["image"].items():
         assert set(ways) == {"notebook", "fp32", "int8"}
         for way, case in ways.items():

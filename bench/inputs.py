@@ -22,10 +22,11 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.paths import INPUTS, SAMPLES
+from bench.paths import INPUTS, REPO, SAMPLES
 
 JPEG_SIZE = (4000, 3000)
 PNG_SIZE = (640, 480)
@@ -137,8 +138,15 @@ def make_video(path: Path, seconds: float, size: str = "1280x720", rate: int = 3
     return path
 
 
-def ensure_inputs(python: Path, video_seconds: float = 60.0, directory: Path = INPUTS) -> Inputs:
-    """Create whatever input is missing and return all of their paths."""
+def ensure_inputs(
+    python: Path, video_seconds: float = 60.0, directory: Path = INPUTS, *, here: bool = False
+) -> Inputs:
+    """Create whatever input is missing and return all of their paths.
+
+    Missing inputs are made in a child process unless ``here``: decoding and encoding a
+    12 MP photo grows a process by ~100 MiB, and Linux hands a process's peak RSS on to
+    the children it forks, so every later worker would report at least that peak.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     jpeg = directory / "photo_12mp.jpg"
     smooth = directory / "photo_12mp_smooth.jpg"
@@ -146,6 +154,12 @@ def ensure_inputs(python: Path, video_seconds: float = 60.0, directory: Path = I
     heic = directory / "photo_12mp.heic"
     png = directory / "photo_03mp.png"
     video = directory / f"video_{video_seconds:g}s_720p.mp4"
+    inputs = Inputs(jpeg, smooth, progressive, heic, png, video, video_seconds)
+    missing = [p for p in (jpeg, smooth, progressive, heic, png, video) if not p.is_file()]
+    if missing and not here:
+        args = [sys.executable, "-m", "bench.inputs", str(python), f"{video_seconds:g}"]
+        subprocess.run([*args, str(directory)], check=True, cwd=REPO)
+        return inputs
     if not jpeg.is_file():
         make_jpeg(jpeg)
     if not smooth.is_file():
@@ -158,4 +172,8 @@ def ensure_inputs(python: Path, video_seconds: float = 60.0, directory: Path = I
         make_png(png)
     if not video.is_file():
         make_video(video, video_seconds)
-    return Inputs(jpeg, smooth, progressive, heic, png, video, video_seconds)
+    return inputs
+
+
+if __name__ == "__main__":  # the child of ensure_inputs
+    ensure_inputs(Path(sys.argv[1]), float(sys.argv[2]), Path(sys.argv[3]), here=True)

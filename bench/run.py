@@ -111,6 +111,8 @@ def cold_start(python: Path, image: Path, runs: int) -> dict[str, Any]:
     """``runs`` fresh processes (after one unmeasured run that writes ``.pyc`` files)."""
     samples: list[dict[str, Any]] = []
     env = FIREBASE_ENV | dict(os.environ)
+    # The unmeasured first run must be able to write them (some sandboxes set this).
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     for i in range(runs + 1):
         load = _wait_for_quiet()
         started = time.time()

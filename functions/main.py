@@ -27,13 +27,7 @@ RUNTIME = {"memory": options.MemoryOption.GB_4, "cpu": 2, "timeout_sec": 540}
 def _upload(data: storage_fn.StorageObjectData):
     from media_classifier.storage_handler import Upload
 
-    return Upload(
-        bucket=data.bucket,
-        name=data.name,
-        generation=int(data.generation or 0),
-        size=int(data.size or 0),
-        content_type=data.content_type,
-    )
+    return Upload.of(data.bucket, data)
 
 
 @storage_fn.on_object_finalized(**RUNTIME)

@@ -267,40 +267,41 @@ def animated_gif(
     return path
 
 
-def animated_webp(
-    path: str | Path, durations_ms: Sequence[int], *, size: tuple[int, int] = (64, 48)
+def _animation(
+    path: str | Path, fmt: str, durations_ms: Sequence[int], size: tuple[int, int], **options
 ) -> Path:
-    """An animated WebP with one ``PALETTE`` frame per entry of ``durations_ms``."""
+    """One ``PALETTE`` frame per entry of ``durations_ms``, saved by Pillow as ``fmt``."""
     path = Path(path)
     frames = animation_frames(len(durations_ms), size)
     frames[0].save(
         path,
-        format="WEBP",
+        format=fmt,
         save_all=True,
         append_images=frames[1:],
         duration=list(durations_ms),
-        loop=0,
-        lossless=True,
+        **options,
     )
     return path
 
 
-def dominant_palette_index(frame: np.ndarray) -> int:
-    """Which ``PALETTE`` colour a frame (mostly) shows."""
-    mean = frame.reshape(-1, 3).mean(axis=0)
-    return int(np.argmin([np.abs(mean - np.array(c)).sum() for c in PALETTE]))
+def animated_webp(
+    path: str | Path, durations_ms: Sequence[int], *, size: tuple[int, int] = (64, 48)
+) -> Path:
+    """An animated WebP with one ``PALETTE`` frame per entry of ``durations_ms``."""
+    return _animation(path, "WEBP", durations_ms, size, loop=0, lossless=True)
 
 
 def animated_avif(
     path: str | Path, durations_ms: Sequence[int], *, size: tuple[int, int] = (64, 48)
 ) -> Path:
     """An animated AVIF (brand ``avis``), one ``PALETTE`` frame per entry of ``durations_ms``."""
-    path = Path(path)
-    frames = animation_frames(len(durations_ms), size)
-    frames[0].save(
-        path, format="AVIF", save_all=True, append_images=frames[1:], duration=list(durations_ms)
-    )
-    return path
+    return _animation(path, "AVIF", durations_ms, size)
+
+
+def dominant_palette_index(frame: np.ndarray) -> int:
+    """Which ``PALETTE`` colour a frame (mostly) shows."""
+    mean = frame.reshape(-1, 3).mean(axis=0)
+    return int(np.argmin([np.abs(mean - np.array(c)).sum() for c in PALETTE]))
 
 
 def heic_bytes(

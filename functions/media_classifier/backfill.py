@@ -132,13 +132,7 @@ def list_uploads(bucket: Any, under: str, after: str | None) -> Iterator[Upload]
     for blob in blobs:
         if after is not None and blob.name <= after:
             continue  # start_offset is inclusive (and not every emulator applies it)
-        yield Upload(
-            bucket=bucket.name,
-            name=blob.name,
-            generation=int(blob.generation or 0),
-            size=int(blob.size or 0),
-            content_type=blob.content_type,
-        )
+        yield Upload.of(bucket.name, blob)
 
 
 @dataclass

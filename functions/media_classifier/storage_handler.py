@@ -29,6 +29,17 @@ class Upload:
     size: int
     content_type: str | None = None
 
+    @classmethod
+    def of(cls, bucket: str, obj: Any) -> Upload:
+        """From anything with a Storage object's fields: an event's data, a listed blob."""
+        return cls(
+            bucket=bucket,
+            name=obj.name,
+            generation=int(obj.generation or 0),
+            size=int(obj.size or 0),
+            content_type=obj.content_type,
+        )
+
 
 def should_process(name: str, prefix: str) -> bool:
     """Only real objects strictly under the watched prefix (folder placeholders excluded)."""

@@ -103,7 +103,8 @@ def reduce(data: bytes) -> bytes | None:
         return None
     out = [_SOI]
     pos, size = 2, len(data)
-    frame: tuple[int, int, list[tuple[int, int, int]]] | None = None
+    #: (width, height, components as (id, h, v), largest h, largest v) of the SOF2 segment.
+    frame: tuple[int, int, list[tuple[int, int, int]], int, int] | None = None
     keep_ac: set[int] = set()
     #: Component -> precision still missing per AC coefficient (index 1..63), from the
     #: scans being dropped: -1 never sent, n > 0 the low n bits still to come, 0 exact.
@@ -140,7 +141,7 @@ def reduce(data: bytes) -> bytes | None:
                 return None
             hmax, vmax = max(c[1] for c in components), max(c[2] for c in components)
             keep_ac = {cid for cid, h, v in components if h < hmax or v < vmax}
-            frame = (width, height, components)
+            frame = (width, height, components, hmax, vmax)
         if marker != _SOS:
             out.append(data[pos:end])
             pos = end
@@ -171,8 +172,7 @@ def reduce(data: bytes) -> bytes | None:
         pos = scan_end
     if frame is None:
         return None
-    width, height, components = frame
-    hmax, vmax = max(c[1] for c in components), max(c[2] for c in components)
+    width, height, components, hmax, vmax = frame
     synthetic = [c for c in components if c[0] not in keep_ac]
     if not synthetic:
         return None

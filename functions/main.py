@@ -10,7 +10,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from firebase_functions import https_fn, options, storage_fn
+from firebase_functions import https_fn, options, scheduler_fn, storage_fn
 
 from media_classifier import config
 
@@ -59,6 +59,15 @@ def forget_deleted(event: storage_fn.CloudEvent[storage_fn.StorageObjectData]) -
         prefix=config.WATCH_PREFIX.value,
         collection=config.RESULTS_COLLECTION.value,
     )
+
+
+@scheduler_fn.on_schedule(schedule="every 10 minutes", **RUNTIME)
+def recover_interrupted(event: scheduler_fn.ScheduledEvent) -> None:
+    """Uploads whose worker died mid-way (memory, crash, time limit): retry once, then error."""
+    from media_classifier.clients import firestore_client
+    from media_classifier.recovery import settings_from_config, sweep
+
+    sweep(firestore_client(), settings_from_config())
 
 
 # --- HTTPS: callable ``classify`` (apps) and REST ``api`` (any backend) ----------------

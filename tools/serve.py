@@ -46,6 +46,11 @@ def instructions(stack: LocalStack) -> str:
         "\nthe web SDK cannot reach it; use MC_REAL_EMULATORS=1 where Google's emulators"
         "\ncan be downloaded."
     )
+    # What the commands run outside the emulators (backfill, recover) need to reach them.
+    local_env = (
+        f"GOOGLE_CLOUD_PROJECT={PROJECT_ID} FIRESTORE_EMULATOR_HOST={HOST}:{PORTS['firestore']}"
+        f" \\\n    STORAGE_EMULATOR_HOST={storage}"
+    )
     return f"""
 Local Firebase stack for project {PROJECT_ID} ({mode})
   Storage    {storage}   (bucket {DEFAULT_BUCKET})
@@ -88,9 +93,14 @@ Read the result (Python, google-cloud-firestore):
 
 Backfill (objects without a current result, e.g. uploaded while the stack was down):
 
-  (cd functions && GOOGLE_CLOUD_PROJECT={PROJECT_ID} \\
-    FIRESTORE_EMULATOR_HOST={HOST}:{PORTS["firestore"]} STORAGE_EMULATOR_HOST={storage} \\
+  (cd functions && {local_env} \\
     venv/bin/python -m media_classifier backfill --bucket {DEFAULT_BUCKET} --dry-run)
+
+Recovery of uploads whose worker died (deployed: the scheduled function
+recover_interrupted, every 10 minutes; the emulator runs no schedules):
+
+  (cd functions && {local_env} \\
+    venv/bin/python -m media_classifier recover)
 
 Apps: connectStorageEmulator(storage, "{HOST}", {PORTS["storage"]}),
 connectAuthEmulator(auth, "{auth}"), connectFirestoreEmulator(db, "{HOST}", {PORTS["firestore"]});

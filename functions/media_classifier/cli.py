@@ -1,6 +1,7 @@
 """Command line: ``python -m media_classifier FILE...`` (run from ``functions/``).
 
-``python -m media_classifier backfill ...`` runs :mod:`.backfill` instead.
+``python -m media_classifier backfill ...`` runs :mod:`.backfill` instead, and
+``python -m media_classifier recover`` one run of :mod:`.recovery`.
 
 Prints one JSON object per file with the same fields as the result document, using
 the same pipeline, models and limits as the deployed functions: the quickest way to
@@ -66,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
         from . import backfill
 
         return backfill.main(argv[1:])
+    if argv[:1] == ["recover"]:
+        from . import recovery
+
+        return recovery.main(argv[1:])
     args = _parser().parse_args(argv)
     if args.models:
         for model in default_registry().all():

@@ -20,7 +20,12 @@ class ErrorCode(StrEnum):
     TIMEOUT = "TIMEOUT"  # decoding outran its time budget (overloaded instance or odd file)
     NOT_FOUND = "NOT_FOUND"  # the object vanished (deleted/replaced) before it was read
     UNKNOWN_MODEL = "UNKNOWN_MODEL"  # a route or request names a model not served
+    INTERRUPTED = "INTERRUPTED"  # its workers died mid-way, twice (memory, crash, time limit)
     INTERNAL = "INTERNAL"  # a bug or an infrastructure failure on our side
+
+
+#: Codes only a result document carries (written by :mod:`recovery`): no request ends in them.
+DOCUMENT_ONLY = frozenset({ErrorCode.INTERRUPTED})
 
 
 class MediaError(Exception):

@@ -21,7 +21,7 @@ from typing import Any
 
 from firebase_functions.https_fn import FunctionsErrorCode, HttpsError
 
-from .errors import ErrorCode, MediaError
+from .errors import DOCUMENT_ONLY, ErrorCode, MediaError
 
 
 class RequestCode(StrEnum):
@@ -51,6 +51,8 @@ _TABLE: dict[str, _Mapping] = {
     ErrorCode.NOT_FOUND: _Mapping(FunctionsErrorCode.NOT_FOUND, 404),
     ErrorCode.UNKNOWN_MODEL: _Mapping(FunctionsErrorCode.INVALID_ARGUMENT, 400),
     ErrorCode.INTERNAL: _Mapping(FunctionsErrorCode.INTERNAL, 500),
+    # DOCUMENT_ONLY, mapped all the same: no code may ever crash a reply.
+    ErrorCode.INTERRUPTED: _Mapping(FunctionsErrorCode.INTERNAL, 500),
     RequestCode.INVALID_ARGUMENT: _Mapping(FunctionsErrorCode.INVALID_ARGUMENT, 400),
     RequestCode.UNAUTHENTICATED: _Mapping(FunctionsErrorCode.UNAUTHENTICATED, 401),
     RequestCode.PERMISSION_DENIED: _Mapping(FunctionsErrorCode.PERMISSION_DENIED, 403),
@@ -58,7 +60,7 @@ _TABLE: dict[str, _Mapping] = {
 }
 
 #: Every code a client may see, for the OpenAPI document and its test.
-ALL_CODES: tuple[str, ...] = tuple(str(code) for code in _TABLE)
+ALL_CODES: tuple[str, ...] = tuple(str(code) for code in _TABLE if code not in DOCUMENT_ONLY)
 
 #: What an unexpected exception becomes: nothing of the exception reaches the client.
 INTERNAL_MESSAGE = "internal error; try again later (the details are in the function logs)"

@@ -176,3 +176,35 @@ def backfill_progress(counts: dict[str, int], last: str | None, seconds: float) 
 def backfill_finished(summary: dict[str, Any]) -> None:
     state = "complete" if summary.get("complete") else "stopped (resumable)"
     _write("INFO", "backfill_finished", f"backfill {state}", **summary)
+
+
+def recovery_retry(name: str, generation: str, attempts: int) -> None:
+    _write(
+        "WARNING",
+        "recovery_retry",
+        f"retrying {name!r}: its worker died after {attempts} attempt(s)",
+        path=name,
+        generation=generation,
+        attempts=attempts,
+    )
+
+
+def recovery_gave_up(name: str, generation: str, attempts: int) -> None:
+    _write(
+        "ERROR",
+        "recovery_gave_up",
+        f"gave up on {name!r}: its workers died {attempts} times",
+        path=name,
+        generation=generation,
+        attempts=attempts,
+        code="INTERRUPTED",
+    )
+
+
+def recovery_skipped(doc_id: str, reason: str) -> None:
+    _write("WARNING", "recovery_skipped", f"left {doc_id!r} alone: {reason}", doc=doc_id)
+
+
+def recovery_finished(summary: dict[str, int]) -> None:
+    done = ", ".join(f"{value} {key}" for key, value in summary.items())
+    _write("INFO", "recovery_finished", f"recovery: {done}", **summary)

@@ -90,10 +90,36 @@ def decide(
     if status in TERMINAL:
         why = redo(existing) if redo is not None else None
         return Decision(True, why) if why else Decision(False, f"already {status}")
-    updated = existing.get("updatedAt")
-    if isinstance(updated, datetime) and now - updated < STALE_CLAIM:
+    if not is_stale(existing, now):
         return Decision(False, "another delivery is processing it")
     return Decision(True, "stale processing claim")
+
+
+def is_stale(existing: dict[str, Any], now: datetime) -> bool:
+    """A ``processing`` claim nobody has touched for :data:`STALE_CLAIM`: its worker died.
+
+    (A claim without a readable ``updatedAt`` counts as stale: it cannot be shown alive.)
+    """
+    if existing.get("status") != STATUS_PROCESSING:
+        return False
+    updated = existing.get("updatedAt")
+    return not (isinstance(updated, datetime) and now - updated < STALE_CLAIM)
+
+
+def next_attempt(existing: dict[str, Any] | None, generation: int) -> int:
+    """The ``attempts`` a new claim records: how many workers have taken this generation.
+
+    1 for a new upload, a new generation or a reopened finished result; one more when
+    a worker takes over the same generation's stale claim (its predecessor died), which
+    is what lets :mod:`recovery` stop retrying a file that kills every worker.
+    """
+    if (
+        existing is not None
+        and existing.get("status") == STATUS_PROCESSING
+        and int(existing.get("generation") or 0) == generation
+    ):
+        return int(existing.get("attempts") or 1) + 1
+    return 1
 
 
 @dataclass
@@ -144,6 +170,7 @@ def claim(
         if not decision.claim:
             return decision
         previous_chunks = int(((existing or {}).get("video") or {}).get("frameChunks") or 0)
+        body["attempts"] = next_attempt(existing, generation)
         try:
             if existing is None:
                 result = ref.create(body)
@@ -180,6 +207,37 @@ def finish(
     batch.update(owned.ref, body, option=db.write_option(last_update_time=owned.update_time))
     try:
         batch.commit()
+    except (exceptions.FailedPrecondition, exceptions.NotFound, exceptions.Conflict):
+        return False
+    return True
+
+
+def stale_claims(db: Any, collection: str, now: datetime, scan: int) -> list[Any]:
+    """Snapshots of ``processing`` claims whose worker died, oldest first.
+
+    Equality on ``status`` alone (no composite index to deploy) and the age checked
+    here: live claims are few (one per running worker), and each sweep turns the stale
+    ones terminal, so ``scan`` documents are plenty.
+    """
+    from google.cloud.firestore_v1.base_query import FieldFilter
+
+    query = db.collection(collection).where(filter=FieldFilter("status", "==", STATUS_PROCESSING))
+    stale = [snap for snap in query.limit(scan).stream() if is_stale(snap.to_dict() or {}, now)]
+    oldest = datetime.min.replace(tzinfo=UTC)
+    return sorted(stale, key=lambda snap: (snap.to_dict() or {}).get("updatedAt") or oldest)
+
+
+def abandon(db: Any, snapshot: Any, fields: dict[str, Any]) -> bool:
+    """Write a terminal state over the claim read as ``snapshot``; False if it changed since.
+
+    One precondition write: a worker that revived the claim in between wins.
+    """
+    from google.api_core import exceptions
+
+    body = {**fields, "updatedAt": _server_timestamp()}
+    option = db.write_option(last_update_time=snapshot.update_time)
+    try:
+        snapshot.reference.update(body, option=option)
     except (exceptions.FailedPrecondition, exceptions.NotFound, exceptions.Conflict):
         return False
     return True

@@ -443,20 +443,6 @@ def test_serve_adapter() -> None:
     assert response.get_json()["error"]["code"] == "UNAUTHENTICATED"
 
 
-@pytest.fixture
-def main_module(monkeypatch: pytest.MonkeyPatch) -> Any:
-    """``functions/main.py`` as the CLI imports it (the trigger needs a default bucket)."""
-    import importlib
-    import sys
-
-    config = {"projectId": "demo-media-classifier", "storageBucket": "demo.appspot.com"}
-    monkeypatch.setenv("FIREBASE_CONFIG", json.dumps(config))
-    sys.modules.pop("main", None)
-    module = importlib.import_module("main")
-    yield module
-    sys.modules.pop("main", None)
-
-
 def test_main_declares_both_https_functions(main_module: Any) -> None:
     assert main_module.classify.__firebase_endpoint__.callableTrigger == {}
     assert main_module.api.__firebase_endpoint__.httpsTrigger == {}

@@ -39,6 +39,8 @@ SAMPLE_ARGS = {
     "last": "uploads/u1/z.jpg",
     "seconds": 3.5,
     "summary": {"summary": True, "complete": True, "scanned": 3},
+    "attempts": 2,
+    "doc_id": "uploads%2Fu1%2Fcat.jpg",
 }
 PUBLIC = [
     fn

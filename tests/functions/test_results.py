@@ -6,7 +6,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from media_classifier.results import chunk_id, decide, doc_id, frame_chunks
+from media_classifier.results import (
+    STALE_CLAIM,
+    chunk_id,
+    decide,
+    doc_id,
+    frame_chunks,
+    is_stale,
+    next_attempt,
+)
 
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
 
@@ -72,3 +80,23 @@ def test_frame_chunks() -> None:
     assert [len(c) for c in chunks] == [500, 500, 201]
     assert frame_chunks([]) == []
     assert chunk_id(2) == "chunk-002"
+
+
+def test_a_claim_is_stale_only_when_processing_and_untouched_for_long() -> None:
+    fresh = NOW - STALE_CLAIM + timedelta(seconds=1)
+    old = NOW - STALE_CLAIM - timedelta(seconds=1)
+    assert not is_stale({"status": "processing", "updatedAt": fresh}, NOW)
+    assert is_stale({"status": "processing", "updatedAt": old}, NOW)
+    assert is_stale({"status": "processing"}, NOW)  # no readable time: cannot be shown alive
+    assert not is_stale({"status": "done", "updatedAt": old}, NOW)
+    assert not is_stale({"status": "error"}, NOW)
+
+
+def test_attempts_count_the_workers_of_one_generation() -> None:
+    assert next_attempt(None, 5) == 1
+    processing = {"status": "processing", "generation": "5", "attempts": 1}
+    assert next_attempt(processing, 5) == 2  # its worker died: the next one is the 2nd
+    assert next_attempt({**processing, "attempts": 2}, 5) == 3
+    assert next_attempt({"status": "processing", "generation": "5"}, 5) == 2  # older docs
+    assert next_attempt(processing, 6) == 1  # a re-upload starts again
+    assert next_attempt({**processing, "status": "done"}, 5) == 1  # a backfill redo

@@ -1,0 +1,171 @@
+"""Recovery: an upload whose worker died mid-way still ends in ``done`` or ``error``.
+
+Why: a worker can die after claiming a document and before finishing it: the instance
+ran out of memory, a native decoder crashed, the function hit its time limit, a deploy
+replaced the instance. Storage triggers of the Python SDK are never retried, so no
+event will come, and without this the document would say ``processing`` for ever:
+the silence the Firebase extensions' users complain about most.
+
+The scheduled function ``recover_interrupted`` (every 10 minutes; also
+``python -m media_classifier recover``) finds ``processing`` claims older than
+:data:`results.STALE_CLAIM` and, for each,
+
+* **retries it once** through the trigger's own flow
+  (:func:`storage_handler.handle_finalized`: claim with a precondition, download that
+  generation, classify, write), in its own instance; the claim's ``attempts`` says
+  how many workers have taken it;
+* **gives up** when the claim has already been taken :data:`MAX_ATTEMPTS` times: it
+  writes ``error`` ``INTERRUPTED``, so a file that kills every worker (a decoder
+  crash, a memory blow-up the limits did not foresee) costs two runs, not a loop.
+
+It writes nothing to Storage, and every write carries a precondition, so it races
+safely with live deliveries and with another sweep. Each run is bounded: it scans at
+most ``scan`` claims and starts no retry after ``budget_s`` seconds, leaving the rest
+for the next run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from . import logs, results
+from .errors import ErrorCode, MediaError
+from .storage_handler import Upload, error_fields, handle_finalized, should_process
+
+#: Workers that may take one generation's claim: the event's, then one retry.
+MAX_ATTEMPTS = 2
+#: Seconds after which a run starts no more retries (the function's limit is 540 s,
+#: and one retry can take as long as the slowest accepted video).
+RETRY_BUDGET_S = 300.0
+#: Claims read per run.
+SCAN = 500
+
+INTERRUPTED_MESSAGE = (
+    "processing stopped {attempts} times without a result (the worker ran out of memory,"
+    " crashed or hit its time limit); not retried automatically"
+)
+
+
+def next_step(existing: dict[str, Any]) -> str:
+    """``"retry"`` or ``"give up"`` for a stale claim (pure)."""
+    attempts = int(existing.get("attempts") or 1)
+    return "give up" if attempts >= MAX_ATTEMPTS else "retry"
+
+
+def upload_of_result(existing: dict[str, Any]) -> Upload | None:
+    """The upload a claim describes (every claim records bucket, path, generation, size)."""
+    bucket, path = existing.get("bucket"), existing.get("path")
+    if not (isinstance(bucket, str) and bucket and isinstance(path, str) and path):
+        return None
+    try:
+        generation = int(existing["generation"])
+        size = int(existing.get("size") or 0)
+    except (KeyError, TypeError, ValueError):
+        return None
+    return Upload(bucket, path, generation, size, existing.get("clientContentType"))
+
+
+@dataclass
+class Settings:
+    """What the trigger's flow needs, plus this run's bounds."""
+
+    prefix: str
+    collection: str
+    top_k: int
+    limits: Any
+    model_for: Callable[[str], str]
+    budget_s: float = RETRY_BUDGET_S
+    scan: int = SCAN
+
+
+def sweep(
+    db: Any,
+    settings: Settings,
+    *,
+    now: datetime | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> dict[str, int]:
+    """One recovery run over the stale claims; returns what it did, by outcome."""
+    started = clock()
+    now = now or datetime.now(UTC)
+    counts: Counter[str] = Counter()
+    stale = results.stale_claims(db, settings.collection, now, settings.scan)
+    # Give-ups first: one write each, never held up by a long retry.
+    stale.sort(key=lambda snap: next_step(snap.to_dict() or {}) != "give up")
+    for snap in stale:
+        existing = snap.to_dict() or {}
+        upload = upload_of_result(existing)
+        if upload is None or not should_process(upload.name, settings.prefix):
+            counts["skipped"] += 1
+            logs.recovery_skipped(snap.id, "not a claim of the watched prefix")
+            continue
+        if next_step(existing) == "give up":
+            counts[_give_up(db, snap, upload, existing)] += 1
+            continue
+        if clock() - started > settings.budget_s:
+            counts["deferred"] += 1  # the next run takes it
+            continue
+        logs.recovery_retry(upload.name, str(upload.generation), int(existing.get("attempts") or 1))
+        status = handle_finalized(
+            upload,
+            db=db,
+            prefix=settings.prefix,
+            collection=settings.collection,
+            model_id=settings.model_for(upload.name),
+            top_k=settings.top_k,
+            limits=settings.limits,
+        )
+        counts["retried" if status in results.TERMINAL else status] += 1
+    summary = {"stale": len(stale), **dict(counts)}
+    logs.recovery_finished(summary)
+    return summary
+
+
+def _give_up(db: Any, snap: Any, upload: Upload, existing: dict[str, Any]) -> str:
+    attempts = int(existing.get("attempts") or 1)
+    error = MediaError(ErrorCode.INTERRUPTED, INTERRUPTED_MESSAGE.format(attempts=attempts))
+    if not results.abandon(db, snap, error_fields(error)):
+        logs.superseded(upload.name, str(upload.generation))
+        return "superseded"
+    logs.recovery_gave_up(upload.name, str(upload.generation), attempts)
+    return "gave up"
+
+
+def settings_from_config() -> Settings:
+    """The deployed configuration (``firebase_functions.params``)."""
+    from . import config
+
+    return Settings(
+        prefix=config.WATCH_PREFIX.value,
+        collection=config.RESULTS_COLLECTION.value,
+        top_k=config.TOP_K.value,
+        limits=config.limits(),
+        model_for=config.model_for,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m media_classifier recover``: one run now; prints the summary as JSON."""
+    from . import clients
+
+    parser = argparse.ArgumentParser(
+        prog="python -m media_classifier recover",
+        description=__doc__.split("\n\n")[0],
+    )
+    parser.add_argument(
+        "--budget", type=float, default=RETRY_BUDGET_S, help="start no retry after these seconds"
+    )
+    args = parser.parse_args(argv)
+    settings = settings_from_config()
+    settings.budget_s = args.budget
+    summary = sweep(clients.firestore_client(), settings)
+    print(json.dumps(summary), file=sys.stdout, flush=True)
+    return 0

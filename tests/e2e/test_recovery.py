@@ -1,0 +1,125 @@
+"""Recovery of uploads whose worker died, against the emulators.
+
+A worker that dies after its claim (out of memory, a crash, the time limit) leaves the
+document ``processing``, and Storage triggers are never retried. The test uploads real
+files through the Storage emulator, lets the real trigger finish them, then puts their
+documents back into the state a dead worker leaves: ``processing``, last touched long
+ago, taken by one worker (retried) or by two (given up). A live claim and a finished
+result stay untouched. Recovery runs twice: as the command an operator runs, and as the
+scheduled function ``main.recover_interrupted`` through the SDK's own wrapper.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import flask
+
+from media_classifier.results import STALE_CLAIM
+from tests.e2e.conftest import RESULTS_COLLECTION
+from tools.localstack import emulator_env, result_doc_id
+
+REPO = Path(__file__).resolve().parents[2]
+FUNCTIONS = REPO / "functions"
+SAMPLES = REPO / "samples" / "images"
+COFFEE = {"espresso", "cup", "coffee mug"}
+LONG_AGO = STALE_CLAIM + timedelta(minutes=5)
+
+
+def _die(ref: Any, attempts: int, *, ago: timedelta = LONG_AGO) -> None:
+    """Leave the document as a worker that claimed it and died ``ago`` leaves it."""
+    ref.update(
+        {
+            "status": "processing",
+            "labels": [],
+            "attempts": attempts,
+            "updatedAt": datetime.now(UTC) - ago,
+        }
+    )
+
+
+def _recover_command() -> dict[str, Any]:
+    env = {**os.environ, **emulator_env(), "GRPC_VERBOSITY": "ERROR"}
+    proc = subprocess.run(
+        [str(FUNCTIONS / "venv" / "bin" / "python"), "-m", "media_classifier", "recover"],
+        cwd=FUNCTIONS,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert '"event": "recovery_finished"' in proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _uploaded(names: dict[str, str], upload: Any, wait_for_result: Any) -> dict[str, Any]:
+    coffee = (SAMPLES / "coffee.jpg").read_bytes()
+    for name in names.values():
+        upload(name, coffee, "image/jpeg")
+    first = {key: wait_for_result(name) for key, name in names.items()}
+    assert all(doc["status"] == "done" and doc["attempts"] == 1 for doc in first.values())
+    return first
+
+
+def test_recover_command_retries_once_then_gives_up(
+    object_name, upload, wait_for_result, firestore_db
+) -> None:
+    names = {key: object_name(f"{key}.jpg") for key in ("died-once", "died-twice", "live", "fine")}
+    first = _uploaded(names, upload, wait_for_result)
+
+    def ref(key: str) -> Any:
+        return firestore_db.collection(RESULTS_COLLECTION).document(result_doc_id(names[key]))
+
+    _die(ref("died-once"), attempts=1)
+    _die(ref("died-twice"), attempts=2)
+    _die(ref("live"), attempts=1, ago=timedelta(minutes=1))  # its worker is still busy
+
+    summary = _recover_command()
+    assert summary["stale"] >= 2 and summary["retried"] >= 1 and summary["gave up"] >= 1
+
+    after = {key: ref(key).get().to_dict() for key in names}
+    retried = after["died-once"]
+    assert retried["status"] == "done" and retried["labels"][0]["label"] in COFFEE
+    assert retried["attempts"] == 2 and retried["error"] is None
+    assert retried["generation"] == first["died-once"]["generation"]
+    given_up = after["died-twice"]
+    assert given_up["status"] == "error" and given_up["labels"] == []
+    assert given_up["error"]["code"] == "INTERRUPTED" and "2 times" in given_up["error"]["message"]
+    assert given_up["attempts"] == 2
+    assert after["live"]["status"] == "processing"  # not stale: left to its worker
+    assert after["fine"]["updatedAt"] == first["fine"]["updatedAt"]
+
+    # Both are terminal now: a second run finds nothing of theirs to do.
+    _recover_command()
+    assert {key: ref(key).get().to_dict()["updatedAt"] for key in ("died-once", "died-twice")} == {
+        key: after[key]["updatedAt"] for key in ("died-once", "died-twice")
+    }
+
+
+def test_the_scheduled_function_runs_the_same_recovery(
+    object_name, upload, wait_for_result, firestore_db, main_module
+) -> None:
+    names = {key: object_name(f"{key}.jpg") for key in ("died", "died-again")}
+    _uploaded(names, upload, wait_for_result)
+    refs = {
+        key: firestore_db.collection(RESULTS_COLLECTION).document(result_doc_id(name))
+        for key, name in names.items()
+    }
+    _die(refs["died"], attempts=1)
+    _die(refs["died-again"], attempts=2)
+
+    headers = {"X-CloudScheduler-JobName": "firebase-schedule-recover_interrupted"}
+    with flask.Flask("scheduler").test_request_context("/", method="POST", headers=headers):
+        # The deployed entry point, through the SDK's scheduler wrapper.
+        response = main_module.recover_interrupted(flask.request)
+    assert response.status_code == 200
+
+    died, died_again = (refs[key].get().to_dict() for key in ("died", "died-again"))
+    assert died["status"] == "done" and died["labels"][0]["label"] in COFFEE
+    assert died_again["status"] == "error" and died_again["error"]["code"] == "INTERRUPTED"

@@ -1,0 +1,55 @@
+"""Pure parts of recovery: when a stale claim is retried, when it is given up."""
+
+from __future__ import annotations
+
+import pytest
+
+from media_classifier.errors import ErrorCode
+from media_classifier.recovery import (
+    INTERRUPTED_MESSAGE,
+    MAX_ATTEMPTS,
+    next_step,
+    upload_of_result,
+)
+from media_classifier.storage_handler import Upload
+
+
+@pytest.mark.parametrize(
+    ("attempts", "expected"),
+    [(None, "retry"), (1, "retry"), (MAX_ATTEMPTS, "give up"), (MAX_ATTEMPTS + 3, "give up")],
+)
+def test_a_claim_is_retried_once_then_given_up(attempts: int | None, expected: str) -> None:
+    assert MAX_ATTEMPTS == 2  # the event's worker and one retry: the README says so
+    assert next_step({"status": "processing", "attempts": attempts}) == expected
+
+
+def test_the_upload_is_rebuilt_from_the_claim() -> None:
+    claim = {
+        "bucket": "b",
+        "path": "uploads/u1/cat.jpg",
+        "generation": "1764000000000001",  # stored as a string (above 2^53)
+        "size": 1234,
+        "clientContentType": "image/jpeg",
+    }
+    assert upload_of_result(claim) == Upload(
+        "b", "uploads/u1/cat.jpg", 1764000000000001, 1234, "image/jpeg"
+    )
+    assert upload_of_result({**claim, "size": None}).size == 0
+
+
+@pytest.mark.parametrize("missing", ["bucket", "path", "generation"])
+def test_a_document_that_is_not_a_claim_is_not_rebuilt(missing: str) -> None:
+    claim = {"bucket": "b", "path": "uploads/u1/x.jpg", "generation": "7"}
+    assert upload_of_result({**claim, missing: None}) is None
+    del claim[missing]
+    assert upload_of_result(claim) is None
+
+
+def test_a_generation_that_is_not_a_number_is_not_rebuilt() -> None:
+    claim = {"bucket": "b", "path": "uploads/u1/x.jpg", "generation": "seven"}
+    assert upload_of_result(claim) is None
+
+
+def test_the_give_up_message_names_the_attempts_and_the_code_is_stable() -> None:
+    assert str(ErrorCode.INTERRUPTED) == "INTERRUPTED"
+    assert "2 times" in INTERRUPTED_MESSAGE.format(attempts=2)

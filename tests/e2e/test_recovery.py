@@ -123,3 +123,44 @@ def test_the_scheduled_function_runs_the_same_recovery(
     died, died_again = (refs[key].get().to_dict() for key in ("died", "died-again"))
     assert died["status"] == "done" and died["labels"][0]["label"] in COFFEE
     assert died_again["status"] == "error" and died_again["error"]["code"] == "INTERRUPTED"
+
+
+def test_a_run_out_of_time_defers_retries_but_still_gives_up(
+    object_name, upload, wait_for_result, firestore_db
+) -> None:
+    from media_classifier import recovery
+
+    names = {key: object_name(f"{key}.jpg") for key in ("died", "died-again")}
+    _uploaded(names, upload, wait_for_result)
+    refs = {
+        key: firestore_db.collection(RESULTS_COLLECTION).document(result_doc_id(name))
+        for key, name in names.items()
+    }
+    _die(refs["died"], attempts=1)
+    _die(refs["died-again"], attempts=2)
+    settings = recovery.settings_from_config()
+    settings.budget_s = -1.0  # spent before the first retry
+
+    summary = recovery.sweep(firestore_db, settings)
+
+    assert summary["deferred"] >= 1 and summary["gave up"] >= 1
+    assert refs["died"].get().to_dict()["status"] == "processing"  # the next run's
+    assert refs["died-again"].get().to_dict()["error"]["code"] == "INTERRUPTED"
+
+
+def test_a_claim_revived_after_it_was_read_is_not_given_up(object_name, firestore_db) -> None:
+    from media_classifier import results
+
+    ref = firestore_db.collection(RESULTS_COLLECTION).document(
+        result_doc_id(object_name("revived.jpg"))
+    )
+    ref.set({"status": "processing", "attempts": 2, "updatedAt": datetime.now(UTC) - LONG_AGO})
+    (snap,) = [
+        s
+        for s in results.stale_claims(firestore_db, RESULTS_COLLECTION, datetime.now(UTC), 500)
+        if s.id == ref.id
+    ]
+    ref.update({"updatedAt": datetime.now(UTC)})  # its worker was alive after all
+
+    assert not results.abandon(firestore_db, snap, {"status": "error"})
+    assert ref.get().to_dict()["status"] == "processing"

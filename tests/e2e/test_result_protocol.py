@@ -1,0 +1,52 @@
+"""The result protocol's preconditions, against the Firestore emulator.
+
+Two workers can hold one document's claim in turn: the first stalls past
+``STALE_CLAIM`` (a frozen instance, a long garbage collection), the second takes the
+claim over. The first must then be unable to write anything, neither its result nor
+its per-frame detail, however late it wakes. These are the writes that
+``update_time`` preconditions guard (the offline stand-in enforces them through
+``tools/emulators/firestore-server.js``, as Firestore does).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from media_classifier import results
+from tests.e2e.conftest import RESULTS_COLLECTION
+from tests.e2e.test_recovery import LONG_AGO
+
+FIELDS = {"bucket": "b", "path": "p", "owner": None, "size": 1}
+
+
+def test_a_worker_whose_claim_was_taken_over_writes_nothing(object_name, firestore_db) -> None:
+    name = object_name("slow.mp4")
+    ref = firestore_db.collection(RESULTS_COLLECTION).document(results.doc_id(name))
+    first = results.claim(firestore_db, RESULTS_COLLECTION, name, 7, FIELDS)
+    assert isinstance(first, results.Claim)
+    assert ref.get().to_dict()["attempts"] == 1
+
+    ref.update({"updatedAt": datetime.now(UTC) - LONG_AGO})  # the first worker stalls
+    second = results.claim(firestore_db, RESULTS_COLLECTION, name, 7, FIELDS)
+    assert isinstance(second, results.Claim)
+    assert ref.get().to_dict()["attempts"] == 2
+
+    late = {"status": "done", "labels": [{"label": "late", "score": 1.0}], "video": {}}
+    frames = [{"t": 0.0, "top": [{"label": "late", "score": 1.0}]}]
+    assert not results.finish(firestore_db, first, late, frames)
+    assert ref.get().to_dict()["status"] == "processing"
+    chunks = ref.collection(results.FRAMES_SUBCOLLECTION).document(results.chunk_id(0))
+    assert not chunks.get().exists  # the whole commit was refused, not only the document
+
+    mine = {"status": "done", "labels": [{"label": "mine", "score": 1.0}], "video": None}
+    assert results.finish(firestore_db, second, mine)
+    assert ref.get().to_dict()["labels"] == [{"label": "mine", "score": 1.0}]
+
+
+def test_an_event_cannot_take_a_live_claim(object_name, firestore_db) -> None:
+    name = object_name("busy.jpg")
+    assert isinstance(
+        results.claim(firestore_db, RESULTS_COLLECTION, name, 3, FIELDS), results.Claim
+    )
+    again = results.claim(firestore_db, RESULTS_COLLECTION, name, 3, FIELDS)
+    assert isinstance(again, results.Decision) and not again.claim

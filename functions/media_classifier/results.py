@@ -169,7 +169,7 @@ def claim(
         decision = decide(existing, generation, datetime.now(UTC), redo)
         if not decision.claim:
             return decision
-        previous_chunks = int(((existing or {}).get("video") or {}).get("frameChunks") or 0)
+        previous_chunks = _chunks_in_place(ref, existing)
         body["attempts"] = next_attempt(existing, generation)
         try:
             if existing is None:
@@ -181,6 +181,22 @@ def claim(
             continue  # another delivery wrote first: look again
         return Claim(ref=ref, update_time=result.update_time, previous_chunks=previous_chunks)
     return Decision(False, "the document kept changing under us")
+
+
+def _chunks_in_place(ref: Any, existing: dict[str, Any] | None) -> int:
+    """How many frame chunks the document has now, so :func:`finish` removes the extra.
+
+    A finished result says it in ``video.frameChunks``. A ``processing`` claim does not:
+    the worker that took it (from a re-uploaded video, say) knew the count and died with
+    it, so the subcollection itself is read (taking over a dead claim is rare).
+    """
+    if existing is None:
+        return 0
+    if existing.get("status") != STATUS_PROCESSING:
+        return int((existing.get("video") or {}).get("frameChunks") or 0)
+    ids = (snap.id for snap in ref.collection(FRAMES_SUBCOLLECTION).stream())
+    indices = [int(i[6:]) for i in ids if i.startswith("chunk-") and i[6:].isdigit()]
+    return max(indices, default=-1) + 1
 
 
 def finish(

@@ -50,3 +50,24 @@ def test_an_event_cannot_take_a_live_claim(object_name, firestore_db) -> None:
     )
     again = results.claim(firestore_db, RESULTS_COLLECTION, name, 3, FIELDS)
     assert isinstance(again, results.Decision) and not again.claim
+
+
+def test_taking_over_a_dead_claim_still_removes_the_old_videos_frames(
+    object_name, firestore_db
+) -> None:
+    """A re-uploaded video's worker dies: its successor must not leave the old frames."""
+    name = object_name("reuploaded.mp4")
+    ref = firestore_db.collection(RESULTS_COLLECTION).document(results.doc_id(name))
+    old = results.claim(firestore_db, RESULTS_COLLECTION, name, 1, FIELDS)
+    frames = [{"t": float(i), "top": []} for i in range(results.FRAMES_PER_CHUNK * 2 + 1)]
+    assert results.finish(firestore_db, old, {"status": "done", "video": {}}, frames)
+    chunks = ref.collection(results.FRAMES_SUBCOLLECTION)
+    assert len(list(chunks.stream())) == 3
+
+    results.claim(firestore_db, RESULTS_COLLECTION, name, 2, FIELDS)  # then dies
+    ref.update({"updatedAt": datetime.now(UTC) - LONG_AGO})
+    successor = results.claim(firestore_db, RESULTS_COLLECTION, name, 2, FIELDS)
+    assert isinstance(successor, results.Claim) and successor.previous_chunks == 3
+
+    assert results.finish(firestore_db, successor, {"status": "done", "video": None})
+    assert list(chunks.stream()) == []

@@ -84,7 +84,7 @@ def test_backfill_repairs_lost_outdated_and_failed_results(
     )
 
     # A dry run names the three that need work and writes nothing.
-    planned, summary = _backfill(under, "--dry-run")
+    planned, summary = _backfill(under, "--dry-run", "--read-batch", "2")  # 3 reads
     assert [p["path"] for p in planned] == [names["lost"], names["old-model"], names["timeout"]]
     assert "model changed" in planned[1]["reason"] and "TIMEOUT" in planned[2]["reason"]
     assert summary["scanned"] == 5 and summary["up to date"] == 2 and summary["complete"]
@@ -112,5 +112,5 @@ def test_backfill_repairs_lost_outdated_and_failed_results(
     assert after["fine"]["updatedAt"] == first["fine"]["updatedAt"]  # untouched
 
     # Nothing left: a further run classifies nothing.
-    done, summary = _backfill(under)
+    done, summary = _backfill(under, "--read-batch", "3")
     assert done == [] and summary["up to date"] == 5 and summary.get("classified", 0) == 0

@@ -1,6 +1,6 @@
 """The backfill's pure parts: which results to redo, pacing, resumable state, listing.
 
-The command itself runs against the emulators in ``tests/e2e/test_backfill.py``.
+The command itself runs against the emulators in ``tests/e2e/test_backfill_command.py``.
 """
 
 from __future__ import annotations

@@ -34,17 +34,9 @@ def _upload(data: storage_fn.StorageObjectData):
 def classify_upload(event: storage_fn.CloudEvent[storage_fn.StorageObjectData]) -> None:
     """A new object (or a new generation of one) under the watched prefix: classify it."""
     from media_classifier.clients import firestore_client
-    from media_classifier.storage_handler import handle_finalized
+    from media_classifier.storage_handler import Flow
 
-    handle_finalized(
-        _upload(event.data),
-        db=firestore_client(),
-        prefix=config.WATCH_PREFIX.value,
-        collection=config.RESULTS_COLLECTION.value,
-        model_id=config.model_for(event.data.name),
-        top_k=config.TOP_K.value,
-        limits=config.limits(),
-    )
+    Flow.from_config().run(_upload(event.data), firestore_client())
 
 
 @storage_fn.on_object_deleted(memory=options.MemoryOption.MB_256)
@@ -65,9 +57,10 @@ def forget_deleted(event: storage_fn.CloudEvent[storage_fn.StorageObjectData]) -
 def recover_interrupted(event: scheduler_fn.ScheduledEvent) -> None:
     """Uploads whose worker died mid-way (memory, crash, time limit): retry once, then error."""
     from media_classifier.clients import firestore_client
-    from media_classifier.recovery import settings_from_config, sweep
+    from media_classifier.recovery import Settings, sweep
+    from media_classifier.storage_handler import Flow
 
-    sweep(firestore_client(), settings_from_config())
+    sweep(firestore_client(), Settings(Flow.from_config()))
 
 
 # --- HTTPS: callable ``classify`` (apps) and REST ``api`` (any backend) ----------------

@@ -46,7 +46,7 @@ from typing import Any
 
 from . import logs, results
 from .errors import ErrorCode
-from .storage_handler import Upload, handle_finalized, should_process
+from .storage_handler import Flow, Upload, should_process
 
 #: Errors that may not happen again: the instance was overloaded, the object was being
 #: replaced, a bug was fixed, a model route was added. Errors about the bytes themselves
@@ -162,11 +162,7 @@ def list_uploads(bucket: Any, under: str, after: str | None) -> Iterator[Upload]
 class Settings:
     """One run's parameters (the command line, parsed)."""
 
-    prefix: str
-    collection: str
-    top_k: int
-    limits: Any
-    model_for: Callable[[str], str]
+    flow: Flow
     limit: int | None = None
     rate: float = 0.0
     everything: bool = False
@@ -202,7 +198,8 @@ def run(
     started = time.monotonic()
     complete = True
     last = None
-    for upload, existing in with_results(uploads, db, settings.collection, settings.read_batch):
+    scanned = with_results(uploads, db, settings.flow.collection, settings.read_batch)
+    for upload, existing in scanned:
         if stop is not None and stop.stop:
             complete = False
             break
@@ -243,9 +240,9 @@ def _one(
     pacer: Pacer,
 ) -> dict[str, Any]:
     """Handle one listed object: check its result, classify it if it needs it."""
-    if not should_process(upload.name, settings.prefix):
+    if not should_process(upload.name, settings.flow.prefix):
         return {"counted": "outside prefix", "path": upload.name}
-    model_id = settings.model_for(upload.name)
+    model_id = settings.flow.model_for(upload.name)
     try:
         current: dict[str, str] | None = model_ref(model_id)
     except KeyError:  # a route to a model not served: never turn a result into that error
@@ -262,16 +259,7 @@ def _one(
     if settings.dry_run:
         return {"counted": "would classify", "path": upload.name, "reason": decision.reason}
     pacer.wait()
-    status = handle_finalized(
-        upload,
-        db=db,
-        prefix=settings.prefix,
-        collection=settings.collection,
-        model_id=model_id,
-        top_k=settings.top_k,
-        limits=settings.limits,
-        redo=redo,
-    )
+    status = settings.flow.run(upload, db, redo)
     counted = "classified" if status in results.TERMINAL else status
     return {"counted": counted, "path": upload.name, "reason": decision.reason, "status": status}
 
@@ -297,12 +285,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Exit status 0 when the run ended normally (complete or stopped by ``--limit``)."""
-    from . import clients, config
+    from . import clients
     from .model import default_registry
     from .pipeline import model_ref
 
     args = _parser().parse_args(argv)
-    prefix = config.WATCH_PREFIX.value
+    flow = Flow.from_config()
+    prefix = flow.prefix
     under = args.under or prefix
     if not under.startswith(prefix):
         _parser().error(f"--under must be inside the watched prefix {prefix!r}")
@@ -310,11 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     scope = Scope(bucket=bucket.name, under=under)
     after = load_state(args.state, scope)
     settings = Settings(
-        prefix=prefix,
-        collection=config.RESULTS_COLLECTION.value,
-        top_k=config.TOP_K.value,
-        limits=config.limits(),
-        model_for=config.model_for,
+        flow=flow,
         limit=args.limit,
         rate=args.rate,
         everything=args.everything,

@@ -38,7 +38,7 @@ from typing import Any
 
 from . import logs, results
 from .errors import ErrorCode, MediaError
-from .storage_handler import Upload, error_fields, handle_finalized, should_process
+from .storage_handler import Flow, Upload, error_fields, should_process
 
 #: Workers that may take one generation's claim: the event's, then one retry.
 MAX_ATTEMPTS = 2
@@ -75,13 +75,9 @@ def upload_of_result(existing: dict[str, Any]) -> Upload | None:
 
 @dataclass
 class Settings:
-    """What the trigger's flow needs, plus this run's bounds."""
+    """The trigger's flow, plus this run's bounds."""
 
-    prefix: str
-    collection: str
-    top_k: int
-    limits: Any
-    model_for: Callable[[str], str]
+    flow: Flow
     budget_s: float = RETRY_BUDGET_S
     scan: int = SCAN
 
@@ -97,13 +93,13 @@ def sweep(
     started = clock()
     now = now or datetime.now(UTC)
     counts: Counter[str] = Counter()
-    stale = results.stale_claims(db, settings.collection, now, settings.scan)
+    stale = results.stale_claims(db, settings.flow.collection, now, settings.scan)
     # Give-ups first: one write each, never held up by a long retry.
     stale.sort(key=lambda snap: next_step(snap.to_dict() or {}) != "give up")
     for snap in stale:
         existing = snap.to_dict() or {}
         upload = upload_of_result(existing)
-        if upload is None or not should_process(upload.name, settings.prefix):
+        if upload is None or not should_process(upload.name, settings.flow.prefix):
             counts["skipped"] += 1
             logs.recovery_skipped(snap.id, "not a claim of the watched prefix")
             continue
@@ -114,15 +110,7 @@ def sweep(
             counts["deferred"] += 1  # the next run takes it
             continue
         logs.recovery_retry(upload.name, str(upload.generation), int(existing.get("attempts") or 1))
-        status = handle_finalized(
-            upload,
-            db=db,
-            prefix=settings.prefix,
-            collection=settings.collection,
-            model_id=settings.model_for(upload.name),
-            top_k=settings.top_k,
-            limits=settings.limits,
-        )
+        status = settings.flow.run(upload, db)
         counts["retried" if status in results.TERMINAL else status] += 1
     summary = {"stale": len(stale), **dict(counts)}
     logs.recovery_finished(summary)
@@ -139,19 +127,6 @@ def _give_up(db: Any, snap: Any, upload: Upload, existing: dict[str, Any]) -> st
     return "gave up"
 
 
-def settings_from_config() -> Settings:
-    """The deployed configuration (``firebase_functions.params``)."""
-    from . import config
-
-    return Settings(
-        prefix=config.WATCH_PREFIX.value,
-        collection=config.RESULTS_COLLECTION.value,
-        top_k=config.TOP_K.value,
-        limits=config.limits(),
-        model_for=config.model_for,
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
     """``python -m media_classifier recover``: one run now; prints the summary as JSON."""
     from . import clients
@@ -164,8 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         "--budget", type=float, default=RETRY_BUDGET_S, help="start no retry after these seconds"
     )
     args = parser.parse_args(argv)
-    settings = settings_from_config()
-    settings.budget_s = args.budget
+    settings = Settings(Flow.from_config(), budget_s=args.budget)
     summary = sweep(clients.firestore_client(), settings)
     print(json.dumps(summary), file=sys.stdout, flush=True)
     return 0

@@ -163,6 +163,52 @@ def handle_finalized(
     return fields["status"]
 
 
+@dataclass(frozen=True)
+class Flow:
+    """The deployment's settings for :func:`handle_finalized`, for every caller of it.
+
+    The trigger, the backfill and the recovery run the same flow with the same
+    settings; :meth:`from_config` reads them from the params once.
+    """
+
+    prefix: str
+    collection: str
+    top_k: int
+    limits: Any
+    model_for: Callable[[str], str]
+
+    @classmethod
+    def from_config(cls) -> Flow:
+        """The deployed configuration (``firebase_functions.params``)."""
+        from . import config
+
+        return cls(
+            prefix=config.WATCH_PREFIX.value,
+            collection=config.RESULTS_COLLECTION.value,
+            top_k=config.TOP_K.value,
+            limits=config.limits(),
+            model_for=config.model_for,
+        )
+
+    def run(
+        self,
+        upload: Upload,
+        db: Any,
+        redo: Callable[[dict[str, Any]], str | None] | None = None,
+    ) -> str:
+        """:func:`handle_finalized` with these settings and the upload's routed model."""
+        return handle_finalized(
+            upload,
+            db=db,
+            prefix=self.prefix,
+            collection=self.collection,
+            model_id=self.model_for(upload.name),
+            top_k=self.top_k,
+            limits=self.limits,
+            redo=redo,
+        )
+
+
 def handle_deleted(upload: Upload, *, db: Any, prefix: str, collection: str) -> bool:
     """Remove the result of a deleted object (unless a newer generation owns it)."""
     if not should_process(upload.name, prefix):

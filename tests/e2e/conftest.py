@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -55,6 +56,25 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if E2E_DIR in Path(str(item.path)).resolve().parents:
             item.add_marker(pytest.mark.e2e)
+
+
+def run_command(*args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m media_classifier ARGS`` as an operator runs it, against the stack.
+
+    In the functions' own interpreter, from ``functions/``, with the emulator variables;
+    fails the test unless it exits 0.
+    """
+    functions = E2E_DIR.parents[1] / "functions"
+    proc = subprocess.run(
+        [str(functions / "venv" / "bin" / "python"), "-m", "media_classifier", *args],
+        cwd=functions,
+        env={**os.environ, **emulator_env(), "GRPC_VERBOSITY": "ERROR"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
 
 
 @pytest.fixture(scope="session")

@@ -9,13 +9,11 @@ one written by an older model, one that failed with a retryable error.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.conftest import RESULTS_COLLECTION
-from tools.localstack import default_bucket, emulator_env, result_doc_id
+from tests.e2e.conftest import RESULTS_COLLECTION, run_command
+from tools.localstack import default_bucket, result_doc_id
 
 REPO = Path(__file__).resolve().parents[2]
 FUNCTIONS = REPO / "functions"
@@ -26,28 +24,8 @@ COFFEE = {"espresso", "cup", "coffee mug"}
 
 def _backfill(under: str, *args: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Run the command; (per-object lines, summary line) from its stdout."""
-    env = {**os.environ, **emulator_env(), "GRPC_VERBOSITY": "ERROR"}
-    proc = subprocess.run(
-        [
-            str(FUNCTIONS / "venv" / "bin" / "python"),
-            "-m",
-            "media_classifier",
-            "backfill",
-            "--bucket",
-            default_bucket().name,
-            "--under",
-            under,
-            "--rate",
-            "0",
-            *args,
-        ],
-        cwd=FUNCTIONS,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    bucket = default_bucket().name
+    proc = run_command("backfill", "--bucket", bucket, "--under", under, "--rate", "0", *args)
     lines = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
     assert lines and lines[-1].get("summary"), proc.stdout
     return lines[:-1], lines[-1]

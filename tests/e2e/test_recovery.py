@@ -12,8 +12,6 @@ scheduled function ``main.recover_interrupted`` through the SDK's own wrapper.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,8 +19,8 @@ from typing import Any
 import flask
 
 from media_classifier.results import STALE_CLAIM
-from tests.e2e.conftest import RESULTS_COLLECTION
-from tools.localstack import emulator_env, result_doc_id
+from tests.e2e.conftest import RESULTS_COLLECTION, run_command
+from tools.localstack import result_doc_id
 
 REPO = Path(__file__).resolve().parents[2]
 FUNCTIONS = REPO / "functions"
@@ -44,16 +42,7 @@ def _die(ref: Any, attempts: int, *, ago: timedelta = LONG_AGO) -> None:
 
 
 def _recover_command() -> dict[str, Any]:
-    env = {**os.environ, **emulator_env(), "GRPC_VERBOSITY": "ERROR"}
-    proc = subprocess.run(
-        [str(FUNCTIONS / "venv" / "bin" / "python"), "-m", "media_classifier", "recover"],
-        cwd=FUNCTIONS,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_command("recover")
     assert '"event": "recovery_finished"' in proc.stderr
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -65,6 +54,19 @@ def _uploaded(names: dict[str, str], upload: Any, wait_for_result: Any) -> dict[
     first = {key: wait_for_result(name) for key, name in names.items()}
     assert all(doc["status"] == "done" and doc["attempts"] == 1 for doc in first.values())
     return first
+
+
+def _dead_pair(object_name, upload, wait_for_result, firestore_db) -> dict[str, Any]:
+    """Two uploads whose workers died: ``died`` once, ``died-again`` twice."""
+    names = {key: object_name(f"{key}.jpg") for key in ("died", "died-again")}
+    _uploaded(names, upload, wait_for_result)
+    refs = {
+        key: firestore_db.collection(RESULTS_COLLECTION).document(result_doc_id(name))
+        for key, name in names.items()
+    }
+    _die(refs["died"], attempts=1)
+    _die(refs["died-again"], attempts=2)
+    return refs
 
 
 def test_recover_command_retries_once_then_gives_up(
@@ -105,14 +107,7 @@ def test_recover_command_retries_once_then_gives_up(
 def test_the_scheduled_function_runs_the_same_recovery(
     object_name, upload, wait_for_result, firestore_db, main_module
 ) -> None:
-    names = {key: object_name(f"{key}.jpg") for key in ("died", "died-again")}
-    _uploaded(names, upload, wait_for_result)
-    refs = {
-        key: firestore_db.collection(RESULTS_COLLECTION).document(result_doc_id(name))
-        for key, name in names.items()
-    }
-    _die(refs["died"], attempts=1)
-    _die(refs["died-again"], attempts=2)
+    refs = _dead_pair(object_name, upload, wait_for_result, firestore_db)
 
     headers = {"X-CloudScheduler-JobName": "firebase-schedule-recover_interrupted"}
     with flask.Flask("scheduler").test_request_context("/", method="POST", headers=headers):
@@ -130,16 +125,11 @@ def test_a_run_out_of_time_defers_retries_but_still_gives_up(
 ) -> None:
     from media_classifier import recovery
 
-    names = {key: object_name(f"{key}.jpg") for key in ("died", "died-again")}
-    _uploaded(names, upload, wait_for_result)
-    refs = {
-        key: firestore_db.collection(RESULTS_COLLECTION).document(result_doc_id(name))
-        for key, name in names.items()
-    }
-    _die(refs["died"], attempts=1)
-    _die(refs["died-again"], attempts=2)
-    settings = recovery.settings_from_config()
-    settings.budget_s = -1.0  # spent before the first retry
+    refs = _dead_pair(object_name, upload, wait_for_result, firestore_db)
+    from media_classifier.storage_handler import Flow
+
+    # A budget spent before the first retry.
+    settings = recovery.Settings(Flow.from_config(), budget_s=-1.0)
 
     summary = recovery.sweep(firestore_db, settings)
 

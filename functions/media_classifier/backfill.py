@@ -21,8 +21,10 @@ function per object, once ran 34.9 M executions; this one is a command that
 Which results are redone is :func:`redo_reason` (pure): no document, a stale
 ``processing`` claim or an older generation (as for any event), plus a finished
 result of another model or model version, or an error with a retryable code.
-``--everything`` redoes all. Run it from the commit that is deployed: it classifies
-with the models in ``functions/models``, as the deployed functions do.
+``--errors CODE,...`` also redoes errors with those codes (``TOO_LARGE`` after a limit
+was raised, ``INTERRUPTED`` after memory was), ``--everything`` redoes all. Run it from
+the commit that is deployed: it classifies with the models in ``functions/models``, as
+the deployed functions do.
 
     cd functions && venv/bin/python -m media_classifier backfill --dry-run
     venv/bin/python -m media_classifier backfill --limit 500 --rate 5 --state bf.json
@@ -57,17 +59,25 @@ RETRYABLE = frozenset(
 
 
 def redo_reason(
-    existing: dict[str, Any], current_model: dict[str, str], *, everything: bool = False
+    existing: dict[str, Any],
+    current_model: dict[str, str],
+    *,
+    everything: bool = False,
+    also: frozenset[str] = frozenset(),
 ) -> str | None:
     """Why a finished result of the object's current generation should be redone, or None.
 
-    ``current_model`` is the ``{id, name, version}`` the object's route gives now.
+    ``current_model`` is the ``{id, name, version}`` the object's route gives now;
+    ``also``: error codes to redo besides :data:`RETRYABLE` (``--errors``: e.g.
+    ``TOO_LARGE`` after a limit was raised, ``INTERRUPTED`` after memory was).
     """
     if everything:
         return "backfill --everything"
     if existing.get("status") == results.STATUS_ERROR:
         code = (existing.get("error") or {}).get("code")
-        return f"retryable error {code}" if code in RETRYABLE else None
+        if code in RETRYABLE:
+            return f"retryable error {code}"
+        return f"error {code} (--errors)" if code in also else None
     model = existing.get("model") or {}
     old = (model.get("id"), model.get("version"))
     new = (current_model["id"], current_model["version"])
@@ -166,6 +176,7 @@ class Settings:
     limit: int | None = None
     rate: float = 0.0
     everything: bool = False
+    errors: frozenset[str] = frozenset()
     dry_run: bool = False
     progress_every: int = 100
     read_batch: int = READ_BATCH
@@ -251,7 +262,7 @@ def _one(
     def redo(existing: dict[str, Any]) -> str | None:
         if current is None:
             return None  # objects without a result still get one (UNKNOWN_MODEL), as events do
-        return redo_reason(existing, current, everything=settings.everything)
+        return redo_reason(existing, current, everything=settings.everything, also=settings.errors)
 
     decision = results.decide(existing, upload.generation, datetime.now(UTC), redo)
     if not decision.claim:
@@ -262,6 +273,16 @@ def _one(
     status = settings.flow.run(upload, db, redo)
     counted = "classified" if status in results.TERMINAL else status
     return {"counted": counted, "path": upload.name, "reason": decision.reason, "status": status}
+
+
+def _error_codes(text: str) -> frozenset[str]:
+    """``--errors``' value: known error codes only (a typo would silently redo nothing)."""
+    codes = frozenset(code.strip().upper() for code in text.split(",") if code.strip())
+    unknown = sorted(codes - {str(code) for code in ErrorCode})
+    if unknown:
+        known = ", ".join(str(code) for code in ErrorCode)
+        raise argparse.ArgumentTypeError(f"unknown code(s) {', '.join(unknown)}; known: {known}")
+    return codes
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -278,6 +299,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--state", type=Path, help="progress file: resume from it, keep it")
     parser.add_argument("--dry-run", action="store_true", help="only count what would be done")
     parser.add_argument("--everything", action="store_true", help="redo every result")
+    parser.add_argument(
+        "--errors",
+        type=_error_codes,
+        default=frozenset(),
+        metavar="CODE[,CODE]",
+        help="also redo errors with these codes (e.g. TOO_LARGE after raising a limit)",
+    )
     parser.add_argument("--progress-every", type=int, default=100, help=argparse.SUPPRESS)
     parser.add_argument("--read-batch", type=int, default=READ_BATCH, help=argparse.SUPPRESS)
     return parser
@@ -303,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
         limit=args.limit,
         rate=args.rate,
         everything=args.everything,
+        errors=args.errors,
         dry_run=args.dry_run,
         progress_every=max(1, args.progress_every),
         read_batch=max(1, args.read_batch),

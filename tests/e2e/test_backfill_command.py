@@ -92,3 +92,9 @@ def test_backfill_repairs_lost_outdated_and_failed_results(
     # Nothing left: a further run classifies nothing.
     done, summary = _backfill(under, "--read-batch", "3")
     assert done == [] and summary["up to date"] == 5 and summary.get("classified", 0) == 0
+
+    # Errors about the bytes are redone only when named (say, after raising a limit).
+    planned, _ = _backfill(under, "--dry-run", "--errors", "unsupported_media")
+    assert [(p["path"], p["reason"]) for p in planned] == [
+        (names["unsupported"], "error UNSUPPORTED_MEDIA (--errors)")
+    ]

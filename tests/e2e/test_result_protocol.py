@@ -10,13 +10,13 @@ its per-frame detail, however late it wakes. These are the writes that
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from media_classifier import results
 from tests.e2e.conftest import RESULTS_COLLECTION
-from tests.e2e.test_recovery import LONG_AGO
 
 FIELDS = {"bucket": "b", "path": "p", "owner": None, "size": 1}
+LONG_AGO = results.STALE_CLAIM + timedelta(minutes=5)
 
 
 def test_a_worker_whose_claim_was_taken_over_writes_nothing(object_name, firestore_db) -> None:

@@ -16,6 +16,7 @@ import pytest
 from media_classifier.backfill import (
     Pacer,
     Scope,
+    _parser,
     list_uploads,
     load_state,
     redo_reason,
@@ -61,6 +62,21 @@ def test_redo_reason(existing: dict, expected: str | None) -> None:
 
 def test_everything_redoes_even_current_results() -> None:
     assert redo_reason(_done(), MODEL, everything=True) == "backfill --everything"
+
+
+def test_errors_named_on_the_command_line_are_redone_too() -> None:
+    also = frozenset({"TOO_LARGE", "INTERRUPTED"})
+    assert redo_reason(_error("TOO_LARGE"), MODEL, also=also) == "error TOO_LARGE (--errors)"
+    assert redo_reason(_error("INTERRUPTED"), MODEL, also=also) is not None
+    assert redo_reason(_error("CORRUPT_MEDIA"), MODEL, also=also) is None
+    assert redo_reason(_error("TIMEOUT"), MODEL, also=also) == "retryable error TIMEOUT"
+
+
+def test_the_errors_option_takes_known_codes_only() -> None:
+    args = _parser().parse_args(["--errors", "too_large, INTERRUPTED"])
+    assert args.errors == frozenset({"TOO_LARGE", "INTERRUPTED"})
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["--errors", "TOO_BIG"])
 
 
 def test_decide_reopens_a_finished_result_only_through_redo() -> None:

@@ -53,7 +53,8 @@ def forget_deleted(event: storage_fn.CloudEvent[storage_fn.StorageObjectData]) -
     )
 
 
-@scheduler_fn.on_schedule(schedule="every 10 minutes", **RUNTIME)
+# One sweeper at a time (its writes are conditional anyway): a late run never doubles up.
+@scheduler_fn.on_schedule(schedule="every 10 minutes", max_instances=1, **RUNTIME)
 def recover_interrupted(event: scheduler_fn.ScheduledEvent) -> None:
     """Uploads whose worker died mid-way (memory, crash, time limit): retry once, then error."""
     from media_classifier.clients import firestore_client

@@ -53,3 +53,15 @@ def test_a_generation_that_is_not_a_number_is_not_rebuilt() -> None:
 def test_the_give_up_message_names_the_attempts_and_the_code_is_stable() -> None:
     assert str(ErrorCode.INTERRUPTED) == "INTERRUPTED"
     assert "2 times" in INTERRUPTED_MESSAGE.format(attempts=2)
+
+
+def test_main_schedules_one_sweeper_at_a_time(main_module) -> None:
+    endpoint = main_module.recover_interrupted.__firebase_endpoint__
+    assert endpoint.scheduleTrigger["schedule"] == "every 10 minutes"
+    assert endpoint.maxInstances == 1
+    # A retry may take as long as an upload's own run: same memory and time limit.
+    upload = main_module.classify_upload.__firebase_endpoint__
+    assert (endpoint.availableMemoryMb, endpoint.timeoutSeconds) == (
+        upload.availableMemoryMb,
+        upload.timeoutSeconds,
+    )

@@ -54,10 +54,17 @@ INTERRUPTED_MESSAGE = (
 )
 
 
+def attempts_of(existing: dict[str, Any]) -> int:
+    """The claim's ``attempts`` (1 for documents written before it was recorded)."""
+    try:
+        return int(existing.get("attempts") or 1)
+    except (TypeError, ValueError):
+        return MAX_ATTEMPTS  # not a count this code wrote: no history, so no retry loop
+
+
 def next_step(existing: dict[str, Any]) -> str:
     """``"retry"`` or ``"give up"`` for a stale claim (pure)."""
-    attempts = int(existing.get("attempts") or 1)
-    return "give up" if attempts >= MAX_ATTEMPTS else "retry"
+    return "give up" if attempts_of(existing) >= MAX_ATTEMPTS else "retry"
 
 
 def upload_of_result(existing: dict[str, Any]) -> Upload | None:
@@ -103,22 +110,28 @@ def sweep(
             counts["skipped"] += 1
             logs.recovery_skipped(snap.id, "not a claim of the watched prefix")
             continue
-        if next_step(existing) == "give up":
-            counts[_give_up(db, snap, upload, existing)] += 1
-            continue
-        if clock() - started > settings.budget_s:
+        if next_step(existing) == "retry" and clock() - started > settings.budget_s:
             counts["deferred"] += 1  # the next run takes it
             continue
-        logs.recovery_retry(upload.name, str(upload.generation), int(existing.get("attempts") or 1))
-        status = settings.flow.run(upload, db)
-        counts["retried" if status in results.TERMINAL else status] += 1
+        try:
+            counts[_recover(db, settings, snap, upload, existing)] += 1
+        except Exception as exc:  # one bad document must not stop the others, run after run
+            logs.internal_error(upload.name, str(upload.generation), exc)
+            counts["failed"] += 1
     summary = {"stale": len(stale), **dict(counts)}
     logs.recovery_finished(summary)
     return summary
 
 
-def _give_up(db: Any, snap: Any, upload: Upload, existing: dict[str, Any]) -> str:
-    attempts = int(existing.get("attempts") or 1)
+def _recover(
+    db: Any, settings: Settings, snap: Any, upload: Upload, existing: dict[str, Any]
+) -> str:
+    """Retry or give up one stale claim; returns the outcome to count."""
+    attempts = attempts_of(existing)
+    if next_step(existing) == "retry":
+        logs.recovery_retry(upload.name, str(upload.generation), attempts)
+        status = settings.flow.run(upload, db)
+        return "retried" if status in results.TERMINAL else status
     error = MediaError(ErrorCode.INTERRUPTED, INTERRUPTED_MESSAGE.format(attempts=attempts))
     if not results.abandon(db, snap, error_fields(error)):
         logs.superseded(upload.name, str(upload.generation))

@@ -142,6 +142,32 @@ def test_a_run_out_of_time_defers_retries_but_still_gives_up(
     junk.delete()  # so that later runs on a reused stack do not count it
 
 
+def test_one_document_that_fails_does_not_stop_the_others(
+    object_name, upload, wait_for_result, firestore_db
+) -> None:
+    names = {key: object_name(f"{key}.jpg") for key in ("breaks", "fine")}
+    _uploaded(names, upload, wait_for_result)
+    refs = {
+        key: firestore_db.collection(RESULTS_COLLECTION).document(result_doc_id(name))
+        for key, name in names.items()
+    }
+    _die(refs["breaks"], attempts=1, ago=LONG_AGO + timedelta(minutes=1))  # the oldest
+    _die(refs["fine"], attempts=1)
+    deployed = Flow.from_config()
+
+    def model_for(path: str) -> str:
+        if path == names["breaks"]:
+            raise RuntimeError("a bug that only this document reaches")
+        return deployed.model_for(path)
+
+    flow = Flow(deployed.prefix, deployed.collection, deployed.top_k, deployed.limits, model_for)
+    summary = recovery.sweep(firestore_db, recovery.Settings(flow))
+
+    assert summary["failed"] >= 1 and summary["retried"] >= 1
+    assert refs["breaks"].get().to_dict()["status"] == "processing"  # the next run tries again
+    assert refs["fine"].get().to_dict()["status"] == "done"
+
+
 def test_a_claim_revived_after_it_was_read_is_not_given_up(object_name, firestore_db) -> None:
     ref = firestore_db.collection(RESULTS_COLLECTION).document(
         result_doc_id(object_name("revived.jpg"))

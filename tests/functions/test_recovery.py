@@ -23,6 +23,11 @@ def test_a_claim_is_retried_once_then_given_up(attempts: int | None, expected: s
     assert next_step({"status": "processing", "attempts": attempts}) == expected
 
 
+def test_an_attempts_value_this_code_did_not_write_is_never_retried() -> None:
+    assert next_step({"attempts": "many"}) == "give up"
+    assert next_step({"attempts": [1]}) == "give up"
+
+
 def test_the_upload_is_rebuilt_from_the_claim() -> None:
     claim = {
         "bucket": "b",

@@ -187,8 +187,9 @@ def _chunks_in_place(ref: Any, existing: dict[str, Any] | None) -> int:
     """How many frame chunks the document has now, so :func:`finish` removes the extra.
 
     A finished result says it in ``video.frameChunks``. A ``processing`` claim does not:
-    the worker that took it (from a re-uploaded video, say) knew the count and died with
-    it, so the subcollection itself is read (taking over a dead claim is rare).
+    the worker that took it (from a re-uploaded video, say) knows the count only in
+    memory, so the subcollection itself is read (taking over a dead claim, or deleting an
+    object while it is processed, is rare).
     """
     if existing is None:
         return 0
@@ -270,7 +271,7 @@ def delete_result(db: Any, collection: str, object_name: str, generation: int) -
     data = snap.to_dict() or {}
     if int(data.get("generation") or 0) > generation:
         return False
-    chunks = int((data.get("video") or {}).get("frameChunks") or 0)
+    chunks = _chunks_in_place(ref, data)
     batch = db.batch()
     for index in range(chunks):
         batch.delete(ref.collection(FRAMES_SUBCOLLECTION).document(chunk_id(index)))

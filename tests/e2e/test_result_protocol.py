@@ -71,3 +71,18 @@ def test_taking_over_a_dead_claim_still_removes_the_old_videos_frames(
 
     assert results.finish(firestore_db, successor, {"status": "done", "video": None})
     assert list(chunks.stream()) == []
+
+
+def test_deleting_an_object_while_its_new_generation_is_processed_removes_all_frames(
+    object_name, firestore_db
+) -> None:
+    name = object_name("deleted-while-busy.mp4")
+    ref = firestore_db.collection(RESULTS_COLLECTION).document(results.doc_id(name))
+    old = results.claim(firestore_db, RESULTS_COLLECTION, name, 1, FIELDS)
+    frames = [{"t": float(i), "top": []} for i in range(results.FRAMES_PER_CHUNK + 1)]
+    assert results.finish(firestore_db, old, {"status": "done", "video": {}}, frames)
+    results.claim(firestore_db, RESULTS_COLLECTION, name, 2, FIELDS)  # a re-upload, in work
+
+    assert results.delete_result(firestore_db, RESULTS_COLLECTION, name, 2)
+    assert not ref.get().exists
+    assert list(ref.collection(results.FRAMES_SUBCOLLECTION).stream()) == []

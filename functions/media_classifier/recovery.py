@@ -80,6 +80,18 @@ def upload_of_result(existing: dict[str, Any]) -> Upload | None:
     return Upload(bucket, path, generation, size, existing.get("clientContentType"))
 
 
+def plan(existing: dict[str, Any], prefix: str) -> tuple[Upload | None, str]:
+    """The upload behind a stale claim and ``"retry"``, ``"give up"`` or ``"skip"`` (pure).
+
+    Skipped: documents the flow did not write (no bucket, path or generation), or outside
+    the watched prefix (it changed since): left alone, never guessed at.
+    """
+    upload = upload_of_result(existing)
+    if upload is None or not should_process(upload.name, prefix):
+        return None, "skip"
+    return upload, next_step(existing)
+
+
 @dataclass
 class Settings:
     """The trigger's flow, plus this run's bounds."""
@@ -105,12 +117,12 @@ def sweep(
     stale.sort(key=lambda snap: next_step(snap.to_dict() or {}) != "give up")
     for snap in stale:
         existing = snap.to_dict() or {}
-        upload = upload_of_result(existing)
-        if upload is None or not should_process(upload.name, settings.flow.prefix):
+        upload, step = plan(existing, settings.flow.prefix)
+        if upload is None:
             counts["skipped"] += 1
             logs.recovery_skipped(snap.id, "not a claim of the watched prefix")
             continue
-        if next_step(existing) == "retry" and clock() - started > settings.budget_s:
+        if step == "retry" and clock() - started > settings.budget_s:
             counts["deferred"] += 1  # the next run takes it
             continue
         try:
@@ -151,8 +163,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--budget", type=float, default=RETRY_BUDGET_S, help="start no retry after these seconds"
     )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="list the stale claims and what a run would do"
+    )
     args = parser.parse_args(argv)
     settings = Settings(Flow.from_config(), budget_s=args.budget)
-    summary = sweep(clients.firestore_client(), settings)
+    db = clients.firestore_client()
+    if args.dry_run:
+        stale = results.stale_claims(db, settings.flow.collection, datetime.now(UTC), SCAN)
+        for snap in stale:
+            existing = snap.to_dict() or {}
+            step = plan(existing, settings.flow.prefix)[1]
+            line = {"doc": snap.id, "path": existing.get("path"), "step": step}
+            print(json.dumps({**line, "attempts": attempts_of(existing)}), flush=True)
+        summary: dict[str, Any] = {"stale": len(stale), "dryRun": True}
+    else:
+        summary = sweep(db, settings)
     print(json.dumps(summary), file=sys.stdout, flush=True)
     return 0

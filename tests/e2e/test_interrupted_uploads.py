@@ -84,6 +84,15 @@ def test_recover_command_retries_once_then_gives_up(
     _die(ref("died-twice"), attempts=2)
     _die(ref("live"), attempts=1, ago=timedelta(minutes=1))  # its worker is still busy
 
+    # A dry run names both, with what a run would do, and writes nothing.
+    proc = run_command("recover", "--dry-run")
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    planned = {line["path"]: line["step"] for line in lines[:-1]}
+    assert planned[names["died-once"]] == "retry"
+    assert planned[names["died-twice"]] == "give up"
+    assert names["live"] not in planned and lines[-1]["dryRun"]
+    assert ref("died-once").get().to_dict()["status"] == "processing"
+
     summary = _recover_command()
     assert summary["stale"] >= 2 and summary["retried"] >= 1 and summary["gave up"] >= 1
 

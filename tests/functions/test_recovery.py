@@ -9,6 +9,7 @@ from media_classifier.recovery import (
     INTERRUPTED_MESSAGE,
     MAX_ATTEMPTS,
     next_step,
+    plan,
     upload_of_result,
 )
 from media_classifier.storage_handler import Upload
@@ -26,6 +27,14 @@ def test_a_claim_is_retried_once_then_given_up(attempts: int | None, expected: s
 def test_an_attempts_value_this_code_did_not_write_is_never_retried() -> None:
     assert next_step({"attempts": "many"}) == "give up"
     assert next_step({"attempts": [1]}) == "give up"
+
+
+def test_the_plan_skips_what_the_flow_did_not_write() -> None:
+    claim = {"bucket": "b", "path": "uploads/u1/x.jpg", "generation": "7", "attempts": 1}
+    assert plan(claim, "uploads/") == (Upload("b", "uploads/u1/x.jpg", 7, 0, None), "retry")
+    assert plan({**claim, "attempts": 2}, "uploads/")[1] == "give up"
+    assert plan(claim, "incoming/") == (None, "skip")  # the prefix changed since
+    assert plan({"status": "processing"}, "uploads/") == (None, "skip")
 
 
 def test_the_upload_is_rebuilt_from_the_claim() -> None:

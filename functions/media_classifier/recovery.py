@@ -38,7 +38,7 @@ from typing import Any
 
 from . import logs, results
 from .errors import ErrorCode, MediaError
-from .storage_handler import Flow, Upload, error_fields, should_process
+from .storage_handler import Flow, Upload, custom_metadata, error_fields, should_process
 
 #: Workers that may take one generation's claim: the event's, then one retry.
 MAX_ATTEMPTS = 2
@@ -77,7 +77,8 @@ def upload_of_result(existing: dict[str, Any]) -> Upload | None:
         size = int(existing.get("size") or 0)
     except (KeyError, TypeError, ValueError):
         return None
-    return Upload(bucket, path, generation, size, existing.get("clientContentType"))
+    metadata = custom_metadata(existing.get("customMetadata"))
+    return Upload(bucket, path, generation, size, existing.get("clientContentType"), metadata)
 
 
 def plan(existing: dict[str, Any], prefix: str) -> tuple[Upload | None, str]:

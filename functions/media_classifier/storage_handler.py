@@ -18,6 +18,10 @@ from typing import Any
 from . import logs, results
 from .errors import ErrorCode, MediaError
 
+#: Custom metadata never copied into a result: the Firebase SDKs keep the object's
+#: download token here, and anyone holding it can read the file.
+SECRET_METADATA = frozenset({"firebaseStorageDownloadTokens"})
+
 
 @dataclass(frozen=True)
 class Upload:
@@ -28,6 +32,7 @@ class Upload:
     generation: int
     size: int
     content_type: str | None = None
+    metadata: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def of(cls, bucket: str, obj: Any) -> Upload:
@@ -38,7 +43,24 @@ class Upload:
             generation=int(obj.generation or 0),
             size=int(obj.size or 0),
             content_type=obj.content_type,
+            metadata=custom_metadata(getattr(obj, "metadata", None)),
         )
+
+
+def custom_metadata(raw: Any) -> tuple[tuple[str, str], ...]:
+    """The uploader's custom metadata worth echoing in the result, sorted (pure).
+
+    Apps set it to find results by their own ids (``customMetadata: {postId}``). String
+    pairs only, :data:`SECRET_METADATA` never (Storage caps the whole at 8 KiB).
+    """
+    if not isinstance(raw, dict):
+        return ()
+    pairs = (
+        (key, value)
+        for key, value in raw.items()
+        if isinstance(key, str) and isinstance(value, str) and key not in SECRET_METADATA
+    )
+    return tuple(sorted(pairs))
 
 
 def should_process(name: str, prefix: str) -> bool:
@@ -74,6 +96,7 @@ def describe(upload: Upload, prefix: str) -> dict[str, Any]:
         "owner": owner_of(upload.name, prefix),
         "size": upload.size,
         "clientContentType": upload.content_type,
+        "customMetadata": dict(upload.metadata),
         "contentType": None,
         "kind": None,
     }

@@ -41,6 +41,20 @@ def test_content_type_is_detected_not_trusted(upload, wait_for_result) -> None:
     assert doc["labels"][0]["label"] in {"espresso", "cup", "coffee mug"}
 
 
+def test_custom_metadata_is_echoed_without_the_download_token(
+    storage_bucket, wait_for_result
+) -> None:
+    name = _name("", "post-photo.jpg")
+    blob = storage_bucket.blob(name)
+    # What the Firebase SDKs send: the app's own fields, and a download token (a secret).
+    blob.metadata = {"postId": "p-42", "firebaseStorageDownloadTokens": "SECRET-TOKEN"}
+    blob.upload_from_string((SAMPLES / "coffee.jpg").read_bytes(), content_type="image/jpeg")
+    doc = wait_for_result(name)
+    assert doc["status"] == "done"
+    assert doc["customMetadata"] == {"postId": "p-42"}
+    assert "SECRET-TOKEN" not in repr(doc)
+
+
 def test_iphone_heic_photo_gets_labels(upload, wait_for_result) -> None:
     name = _name("", "IMG_0001.HEIC")
     upload(name, (SAMPLES / "chelsea-cat-portrait.heic").read_bytes(), "image/heic")

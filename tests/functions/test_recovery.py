@@ -49,6 +49,8 @@ def test_the_upload_is_rebuilt_from_the_claim() -> None:
         "b", "uploads/u1/cat.jpg", 1764000000000001, 1234, "image/jpeg"
     )
     assert upload_of_result({**claim, "size": None}).size == 0
+    echoed = upload_of_result({**claim, "customMetadata": {"postId": "p-1"}})
+    assert echoed.metadata == (("postId", "p-1"),)  # a retry writes the same fields
 
 
 @pytest.mark.parametrize("missing", ["bucket", "path", "generation"])

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
 
-from media_classifier.storage_handler import owner_of, route_model, should_process
+from media_classifier.storage_handler import (
+    Upload,
+    custom_metadata,
+    describe,
+    owner_of,
+    route_model,
+    should_process,
+)
 
 PREFIX = "uploads/"
 
@@ -35,3 +44,28 @@ def test_route_model_by_folder() -> None:
     assert route_model("uploads/u1/fashion/shirt.png", PREFIX, routes, "default") == "fashion_model"
     assert route_model("uploads/u1/fashion.png", PREFIX, routes, "default") == "default"
     assert route_model("uploads/u1/other/x.png", PREFIX, routes, "default") == "default"
+
+
+def test_custom_metadata_keeps_string_pairs_and_never_the_download_token() -> None:
+    raw = {
+        "postId": "p-42",
+        "album": "summer",
+        "firebaseStorageDownloadTokens": "SECRET",
+        "count": 3,
+    }
+    assert custom_metadata(raw) == (("album", "summer"), ("postId", "p-42"))
+    assert custom_metadata(None) == () and custom_metadata("postId=1") == ()
+
+
+def test_an_upload_carries_its_metadata_into_the_document_fields() -> None:
+    @dataclass
+    class Obj:
+        name: str = "uploads/u1/x.jpg"
+        generation: str = "5"
+        size: str = "10"
+        content_type: str = "image/jpeg"
+        metadata: dict | None = None
+
+    upload = Upload.of("b", Obj(metadata={"postId": "p-1", "firebaseStorageDownloadTokens": "t"}))
+    assert describe(upload, "uploads/")["customMetadata"] == {"postId": "p-1"}
+    assert describe(Upload.of("b", Obj()), "uploads/")["customMetadata"] == {}

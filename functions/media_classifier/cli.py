@@ -1,7 +1,7 @@
 """Command line: ``python -m media_classifier FILE...`` (run from ``functions/``).
 
-``python -m media_classifier backfill ...`` runs :mod:`.backfill` instead, and
-``python -m media_classifier recover`` one run of :mod:`.recovery`.
+Operator commands: ``python -m media_classifier backfill ...`` (:mod:`.backfill`),
+``recover`` (:mod:`.recovery`) and ``compare --model FILE`` (:mod:`.compare`).
 
 Prints one JSON object per file with the same fields as the result document, using
 the same pipeline, models and limits as the deployed functions: the quickest way to
@@ -11,12 +11,16 @@ see what an upload will produce, and to debug a file a user reports.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
 from typing import Any
 
 from .errors import ErrorCode, MediaError
+
+#: ``python -m media_classifier COMMAND ...``: the module whose ``main(argv)`` runs it.
+COMMANDS = {"backfill": "backfill", "recover": "recovery", "compare": "compare"}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -63,14 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     from .model import default_registry
 
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["backfill"]:
-        from . import backfill
-
-        return backfill.main(argv[1:])
-    if argv[:1] == ["recover"]:
-        from . import recovery
-
-        return recovery.main(argv[1:])
+    if argv[:1] and argv[0] in COMMANDS:
+        module = importlib.import_module(f".{COMMANDS[argv[0]]}", __package__)
+        return module.main(argv[1:])
     args = _parser().parse_args(argv)
     if args.models:
         for model in default_registry().all():

@@ -106,7 +106,7 @@ def error_fields(error: MediaError) -> dict[str, Any]:
     return {"status": results.STATUS_ERROR, "error": error.as_dict(), "labels": []}
 
 
-def _download(upload: Upload, directory: str) -> str:
+def download(upload: Upload, directory: str) -> str:
     """Fetch exactly the event's generation, so a re-upload cannot swap the bytes."""
     from google.api_core import exceptions
 
@@ -134,7 +134,7 @@ def _classify(upload: Upload, model_id: str, top_k: int, limits: Any) -> Any:
         raise MediaError(ErrorCode.UNKNOWN_MODEL, f"no model {model_id!r} is served") from exc
     with tempfile.TemporaryDirectory(prefix="mc-") as tmp:
         started = time.perf_counter()
-        path = _download(upload, tmp)
+        path = download(upload, tmp)
         download_ms = round((time.perf_counter() - started) * 1000, 2)
         outcome = classify_file(path, model, top_k=top_k, limits=limits)
     outcome.timings = {"download": download_ms, **outcome.timings}

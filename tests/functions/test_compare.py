@@ -1,0 +1,60 @@
+"""Pure parts of ``compare``: the verdict per upload, which results are compared, the tally.
+
+The command itself runs against the emulators in ``tests/e2e/test_compare_command.py``.
+"""
+
+from __future__ import annotations
+
+from media_classifier.compare import Tally, candidates, verdict
+from media_classifier.storage_handler import Upload
+
+
+def _labels(*names: str) -> list[dict]:
+    return [{"label": name, "score": 1.0 / (i + 1)} for i, name in enumerate(names)]
+
+
+def test_verdict_same_in_top_k_or_changed() -> None:
+    current = _labels("tabby", "tiger cat", "Egyptian cat")
+    assert verdict(current, _labels("tabby", "lynx")) == "same"
+    assert verdict(current, _labels("tiger cat", "tabby")) == "in top-k"
+    assert verdict(current, _labels("lynx", "tabby")) == "changed"
+    assert verdict([], _labels("lynx")) == "changed"  # a result without labels
+
+
+def test_only_finished_results_of_the_replaced_model_and_this_generation_are_compared() -> None:
+    def result(**fields: object) -> dict:
+        return {"status": "done", "generation": "7", "model": {"id": "m"}, **fields}
+
+    scanned = [
+        (Upload("b", "uploads/u/a.jpg", 7, 1), result()),
+        (Upload("b", "uploads/u/b.jpg", 7, 1), None),
+        (Upload("b", "uploads/u/c.jpg", 7, 1), result(status="error")),
+        (Upload("b", "uploads/u/d.jpg", 7, 1), result(model={"id": "other"})),
+        (Upload("b", "uploads/u/e.jpg", 8, 1), result()),  # re-uploaded after its result
+    ]
+    tally = Tally()
+    chosen = [upload.name for upload, _ in candidates(scanned, "m", tally)]
+    assert chosen == ["uploads/u/a.jpg"]
+    assert tally.counts == {
+        "no finished result": 2,
+        "another model's result": 1,
+        "re-uploaded since": 1,
+    }
+
+
+def test_the_summary_counts_agreement_over_answered_uploads_only() -> None:
+    tally = Tally()
+    for outcome, old, new in [
+        ("same", "tabby", "tabby"),
+        ("same", "cup", "cup"),
+        ("changed", "tabby", "lynx"),
+        ("in top-k", "cup", "espresso"),
+        ("changed", "tabby", "lynx"),
+        ("candidate error", None, None),
+    ]:
+        tally.add(outcome, old, new)
+    summary = tally.summary()
+    assert summary["compared"] == 5 and summary["agreement"] == 0.4
+    assert summary["topChanges"][0] == {"from": "tabby", "to": "lynx", "count": 2}
+    assert summary["candidate error"] == 1
+    assert Tally().summary()["agreement"] is None

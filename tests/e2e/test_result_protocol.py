@@ -11,6 +11,7 @@ its per-frame detail, however late it wakes. These are the writes that
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from media_classifier import results
 from tests.e2e.conftest import RESULTS_COLLECTION
@@ -52,17 +53,24 @@ def test_an_event_cannot_take_a_live_claim(object_name, firestore_db) -> None:
     assert isinstance(again, results.Decision) and not again.claim
 
 
+def _video_result(firestore_db, name: str, chunks: int) -> Any:
+    """A finished video result of generation 1 with ``chunks`` frame chunks; its ref."""
+    old = results.claim(firestore_db, RESULTS_COLLECTION, name, 1, FIELDS)
+    count = results.FRAMES_PER_CHUNK * (chunks - 1) + 1
+    frames = [{"t": float(i), "top": []} for i in range(count)]
+    assert results.finish(firestore_db, old, {"status": "done", "video": {}}, frames)
+    ref = firestore_db.collection(RESULTS_COLLECTION).document(results.doc_id(name))
+    assert len(list(ref.collection(results.FRAMES_SUBCOLLECTION).stream())) == chunks
+    return ref
+
+
 def test_taking_over_a_dead_claim_still_removes_the_old_videos_frames(
     object_name, firestore_db
 ) -> None:
     """A re-uploaded video's worker dies: its successor must not leave the old frames."""
     name = object_name("reuploaded.mp4")
-    ref = firestore_db.collection(RESULTS_COLLECTION).document(results.doc_id(name))
-    old = results.claim(firestore_db, RESULTS_COLLECTION, name, 1, FIELDS)
-    frames = [{"t": float(i), "top": []} for i in range(results.FRAMES_PER_CHUNK * 2 + 1)]
-    assert results.finish(firestore_db, old, {"status": "done", "video": {}}, frames)
+    ref = _video_result(firestore_db, name, chunks=3)
     chunks = ref.collection(results.FRAMES_SUBCOLLECTION)
-    assert len(list(chunks.stream())) == 3
 
     results.claim(firestore_db, RESULTS_COLLECTION, name, 2, FIELDS)  # then dies
     ref.update({"updatedAt": datetime.now(UTC) - LONG_AGO})
@@ -77,10 +85,7 @@ def test_deleting_an_object_while_its_new_generation_is_processed_removes_all_fr
     object_name, firestore_db
 ) -> None:
     name = object_name("deleted-while-busy.mp4")
-    ref = firestore_db.collection(RESULTS_COLLECTION).document(results.doc_id(name))
-    old = results.claim(firestore_db, RESULTS_COLLECTION, name, 1, FIELDS)
-    frames = [{"t": float(i), "top": []} for i in range(results.FRAMES_PER_CHUNK + 1)]
-    assert results.finish(firestore_db, old, {"status": "done", "video": {}}, frames)
+    ref = _video_result(firestore_db, name, chunks=2)
     results.claim(firestore_db, RESULTS_COLLECTION, name, 2, FIELDS)  # a re-upload, in work
 
     assert results.delete_result(firestore_db, RESULTS_COLLECTION, name, 2)

@@ -24,6 +24,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from . import results
@@ -132,12 +133,18 @@ def main(argv: list[str] | None = None) -> int:
     """Exit status 0 when the comparison ran (whatever it found)."""
     from . import clients
     from .backfill import list_uploads, with_results
-    from .model import Model
+    from .model import Model, ModelContractError
     from .storage_handler import Flow
 
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not Path(args.model).is_file():
+        parser.error(f"--model: no file {args.model}")
+    try:
+        model = Model.load(args.model)
+    except ModelContractError as exc:
+        parser.error(f"--model: not a model the functions can serve: {exc}")
     flow = Flow.from_config()
-    model = Model.load(args.model)
     against = args.against or model.key
     bucket = clients.bucket(args.bucket)
     scanned = with_results(

@@ -5,8 +5,13 @@ The command itself runs against the emulators in ``tests/e2e/test_compare_comman
 
 from __future__ import annotations
 
-from media_classifier.compare import Tally, candidates, verdict
+from pathlib import Path
+
+import pytest
+
+from media_classifier.compare import Tally, candidates, main, verdict
 from media_classifier.storage_handler import Upload
+from tests.model_factory import colour_model
 
 
 def _labels(*names: str) -> list[dict]:
@@ -58,3 +63,15 @@ def test_the_summary_counts_agreement_over_answered_uploads_only() -> None:
     assert summary["topChanges"][0] == {"from": "tabby", "to": "lynx", "count": 2}
     assert summary["candidate error"] == 1
     assert Tally().summary()["agreement"] is None
+
+
+def test_a_missing_or_contract_breaking_model_file_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as missing:
+        main(["--model", str(tmp_path / "nope.onnx")])
+    assert missing.value.code == 2 and "no file" in capsys.readouterr().err
+    broken = colour_model(tmp_path / "broken.onnx", metadata={"labels": "[]"})
+    with pytest.raises(SystemExit) as contract:
+        main(["--model", str(broken)])
+    assert contract.value.code == 2 and "not a model" in capsys.readouterr().err

@@ -38,10 +38,9 @@ from typing import Any
 
 from . import logs, results
 from .errors import ErrorCode, MediaError
+from .results import MAX_ATTEMPTS, attempts_of
 from .storage_handler import Flow, Upload, custom_metadata, error_fields, should_process
 
-#: Workers that may take one generation's claim: the event's, then one retry.
-MAX_ATTEMPTS = 2
 #: Seconds after which a run starts no more retries (the function's limit is 540 s,
 #: and one retry can take as long as the slowest accepted video).
 RETRY_BUDGET_S = 300.0
@@ -52,14 +51,6 @@ INTERRUPTED_MESSAGE = (
     "processing stopped {attempts} times without a result (the worker ran out of memory,"
     " crashed or hit its time limit); not retried automatically"
 )
-
-
-def attempts_of(existing: dict[str, Any]) -> int:
-    """The claim's ``attempts`` (1 for documents written before it was recorded)."""
-    try:
-        return int(existing.get("attempts") or 1)
-    except (TypeError, ValueError):
-        return MAX_ATTEMPTS  # not a count this code wrote: no history, so no retry loop
 
 
 def next_step(existing: dict[str, Any]) -> str:

@@ -29,6 +29,9 @@ FRAMES_SUBCOLLECTION = "frames"
 FRAMES_PER_CHUNK = 500
 #: A ``processing`` claim older than this is taken over (the worker died mid-way).
 STALE_CLAIM = timedelta(minutes=12)
+#: Workers that may take one generation's claim before :mod:`recovery` gives up on it:
+#: the event's, then one retry.
+MAX_ATTEMPTS = 2
 
 STATUS_PROCESSING = "processing"
 STATUS_DONE = "done"
@@ -106,6 +109,18 @@ def is_stale(existing: dict[str, Any], now: datetime) -> bool:
     return not (isinstance(updated, datetime) and now - updated < STALE_CLAIM)
 
 
+def attempts_of(existing: dict[str, Any]) -> int:
+    """A claim's ``attempts`` (1 for documents written before it was recorded).
+
+    A value this code did not write counts as :data:`MAX_ATTEMPTS`: no history, so
+    no retry loop.
+    """
+    try:
+        return int(existing.get("attempts") or 1)
+    except (TypeError, ValueError):
+        return MAX_ATTEMPTS
+
+
 def next_attempt(existing: dict[str, Any] | None, generation: int) -> int:
     """The ``attempts`` a new claim records: how many workers have taken this generation.
 
@@ -118,7 +133,7 @@ def next_attempt(existing: dict[str, Any] | None, generation: int) -> int:
         and existing.get("status") == STATUS_PROCESSING
         and int(existing.get("generation") or 0) == generation
     ):
-        return int(existing.get("attempts") or 1) + 1
+        return attempts_of(existing) + 1
     return 1
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import logs
-from .errors import ErrorCode, MediaError
+from .errors import ErrorCode, MediaError, shown_names
 from .http_errors import ApiError, RequestCode, from_exception, invalid, is_unexpected
 from .on_demand import (
     Bucket,
@@ -86,7 +86,9 @@ def parse_call(data: object, settings: Settings) -> CallInput:
         raise invalid('send an object: {"path": "uploads/<uid>/..."} or {"image": "<base64>"}')
     unknown = sorted(str(key) for key in data if key not in ALLOWED_KEYS)
     if unknown:
-        raise invalid(f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(ALLOWED_KEYS)}")
+        raise invalid(
+            f"unknown field(s) {shown_names(unknown)}; allowed: {', '.join(ALLOWED_KEYS)}"
+        )
     has_path, has_image = data.get("path") is not None, data.get("image") is not None
     if has_path == has_image:
         raise invalid("send exactly one of path (an uploaded object) or image (base64)")

@@ -16,21 +16,11 @@ Callable errors carry the same ``code`` in ``details`` (``err.details.code`` in 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 from firebase_functions.https_fn import FunctionsErrorCode, HttpsError
 
-from .errors import DOCUMENT_ONLY, ErrorCode, MediaError
-
-
-class RequestCode(StrEnum):
-    """Failures of a request itself (not of the media), added to :class:`ErrorCode`."""
-
-    INVALID_ARGUMENT = "INVALID_ARGUMENT"  # malformed input: bad base64, topK out of range...
-    UNAUTHENTICATED = "UNAUTHENTICATED"  # no or invalid ID token (or App Check token)
-    PERMISSION_DENIED = "PERMISSION_DENIED"  # the object belongs to another user
-    METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"  # REST: known path, other method
+from .errors import DOCUMENT_ONLY, ErrorCode, MediaError, RequestCode, bounded
 
 
 @dataclass(frozen=True)
@@ -72,6 +62,7 @@ class ApiError(Exception):
     def __init__(self, code: str, message: str) -> None:
         if code not in _TABLE:
             raise ValueError(f"unknown error code {code!r}")
+        message = bounded(message)
         super().__init__(message)
         self.code = str(code)
         self.message = message

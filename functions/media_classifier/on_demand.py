@@ -17,8 +17,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .errors import ErrorCode, MediaError
-from .http_errors import ApiError, RequestCode, invalid
+from .errors import ErrorCode, MediaError, shown
+from .http_errors import ApiError, invalid
+from .object_path import owned_object_path
 from .pipeline import Limits
 
 if TYPE_CHECKING:
@@ -86,7 +87,9 @@ def parse_top_k(value: object, default: int) -> int:
     elif isinstance(value, str) and _DIGITS.fullmatch(value):
         number = int(value)
     if number is None or not MIN_TOP_K <= number <= MAX_TOP_K:
-        raise invalid(f"topK must be an integer from {MIN_TOP_K} to {MAX_TOP_K}, got {value!r}")
+        raise invalid(
+            f"topK must be an integer from {MIN_TOP_K} to {MAX_TOP_K}, got {shown(value)}"
+        )
     return number
 
 
@@ -97,10 +100,9 @@ def resolve_model(value: object, default: str, registry: Registry) -> Model:
         raise invalid(f"model must be a model id string, got {type(value).__name__}")
     served = registry.keys()
     if key not in served:
-        shown = key if len(key) <= 64 else key[:61] + "..."
         raise ApiError(
             ErrorCode.UNKNOWN_MODEL,
-            f"no model {shown!r} is served; available: {', '.join(served) or 'none'}",
+            f"no model {shown(key)} is served; available: {', '.join(served) or 'none'}",
         )
     return registry.get(key)
 
@@ -131,23 +133,13 @@ def classify_media(data: bytes, model: Model, top_k: int, settings: Settings) ->
 
 
 def check_object_path(path: object, uid: str, prefix: str) -> str:
-    """Validate an object name and that the caller owns it: ``{prefix}{uid}/...``.
+    """A client-sent object name the caller owns (``{prefix}{uid}/...``), else an ApiError.
 
-    Why before touching Storage: the answer for another user's object must not depend on
-    whether it exists, or the callable would reveal other users' file names.
+    The rule is :func:`media_classifier.object_path.owned_object_path`: malformed names
+    (``..``, backslashes, control characters, ...) are ``INVALID_ARGUMENT`` before the
+    owner check, and both happen before Storage is touched.
     """
-    from .storage_handler import owner_of, should_process
-
-    if not isinstance(path, str) or not path:
-        raise invalid("path must be a non-empty string: the object name, e.g. uploads/<uid>/a.jpg")
-    if path.startswith("gs://") or len(path.encode()) > 1024 or "\n" in path or "\r" in path:
-        raise invalid("path must be an object name in the default bucket (no gs://, <= 1024 bytes)")
-    if not should_process(path, prefix) or owner_of(path, prefix) != uid:
-        raise ApiError(
-            RequestCode.PERMISSION_DENIED,
-            f"you can classify only your own uploads: objects under {prefix}{uid}/",
-        )
-    return path
+    return owned_object_path(path, uid, prefix)
 
 
 class Bucket(Protocol):
@@ -170,7 +162,7 @@ def classify_object(
 
     blob = bucket.get_blob(path)
     if blob is None:
-        raise MediaError(ErrorCode.NOT_FOUND, f"no object {path!r} in the default bucket")
+        raise MediaError(ErrorCode.NOT_FOUND, f"no object {shown(path, 200)} in the default bucket")
     check_size(int(blob.size or 0), settings.limits)
     with tempfile.TemporaryDirectory(prefix="mc-call-") as tmp:
         local = os.path.join(tmp, "object")
@@ -179,11 +171,11 @@ def classify_object(
             blob.download_to_filename(local)
         except exceptions.NotFound as exc:
             raise MediaError(
-                ErrorCode.NOT_FOUND, f"{path!r} was deleted before it could be read"
+                ErrorCode.NOT_FOUND, f"{shown(path, 200)} was deleted before it could be read"
             ) from exc
         download_ms = round((time.perf_counter() - started) * 1000, 2)
         if os.path.getsize(local) == 0:
-            raise MediaError(ErrorCode.EMPTY, f"{path!r} is empty (0 bytes)")
+            raise MediaError(ErrorCode.EMPTY, f"{shown(path, 200)} is empty (0 bytes)")
         outcome = classify_file(local, model, top_k=top_k, limits=settings.limits)
     outcome.timings = {"download": download_ms, **outcome.timings}
     return {"path": path, **outcome.fields()}

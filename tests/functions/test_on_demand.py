@@ -75,7 +75,7 @@ def test_own_object_passes() -> None:
         "uploads/u1x/cat.jpg",  # a uid that merely starts with ours
         "uploads/cat.jpg",  # directly under the prefix: nobody's
         "other/u1/cat.jpg",  # outside the watched prefix
-        "uploads/u1/",  # a folder placeholder
+        "uploads/u1",  # the user's folder itself, no object in it
     ],
 )
 def test_other_objects_are_denied(path: str) -> None:
@@ -85,7 +85,10 @@ def test_other_objects_are_denied(path: str) -> None:
     assert "uploads/u1/" in info.value.message
 
 
-@pytest.mark.parametrize("path", ["", None, 3, "gs://bucket/uploads/u1/a.jpg", "x" * 1025])
+@pytest.mark.parametrize(
+    "path",
+    ["", None, 3, "gs://bucket/uploads/u1/a.jpg", "x" * 1025, "uploads/u1/", "uploads/u1/../u2/a"],
+)
 def test_malformed_paths_are_invalid(path: object) -> None:
     with pytest.raises(ApiError) as info:
         check_object_path(path, "u1", "uploads/")

@@ -16,6 +16,7 @@ import mimetypes
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 from tools.localstack import (
     REPO_ROOT,
     StackError,
+    check_stack,
     default_bucket,
     firestore_db,
     result_doc_id,
@@ -57,17 +59,22 @@ def object_name(path: Path) -> str:
 
 
 def wait_for_results(
-    db: Any, uploads: dict[str, int], timeout: float
+    db: Any,
+    uploads: dict[str, int],
+    timeout: float,
+    check: Callable[[], None] = lambda: None,
 ) -> dict[str, dict[str, Any] | None]:
     """Poll until every object's document is final for *this* upload's generation.
 
     Matching the generation matters when reusing a running stack: a document left
-    by an earlier demo run must not count as this run's result.
+    by an earlier demo run must not count as this run's result. ``check`` (the
+    stack's watchdog) raises when an emulator died: no point waiting out the timeout.
     """
     collection = db.collection(RESULTS_COLLECTION)
     results: dict[str, dict[str, Any] | None] = dict.fromkeys(uploads)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and any(v is None for v in results.values()):
+        check()
         for name, generation in uploads.items():
             if results[name] is not None:
                 continue
@@ -121,7 +128,7 @@ def run(timeout: float) -> int:
     if not samples:
         print("no samples found under samples/images or samples/video", file=sys.stderr)
         return 1
-    with running_stack():
+    with running_stack(purpose="demo") as stack:
         bucket = default_bucket()
         db = firestore_db()
         uploads: dict[str, int] = {}
@@ -132,7 +139,7 @@ def run(timeout: float) -> int:
             uploads[name] = int(blob.generation)
             print(f"uploaded {name} ({ctype}, {path.stat().st_size} bytes)", flush=True)
         print(f"waiting for {len(uploads)} results in {RESULTS_COLLECTION} ...", flush=True)
-        results = wait_for_results(db, uploads, timeout)
+        results = wait_for_results(db, uploads, timeout, lambda: check_stack(stack))
     print()
     print(format_table(results))
     print()

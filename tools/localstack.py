@@ -7,31 +7,50 @@ service    port   provided by
 =========  =====  ==============================================================
 functions  5001   firebase-tools (pinned in tools/emulators), Python workers from
                   ``<project>/functions/venv``
-firestore  8080   ``@firestore-emulator/server`` (npm, gRPC only) via
-                  tools/emulators/firestore-server.js
+firestore  8080   Google's Firestore emulator (Java), started by firebase-tools;
+                  ``firestore.rules`` enforced. Websocket (JS SDK) on 9150.
 storage    9199   firebase-tools; its rules runtime replaced by
                   tools/emulators/storage-rules-standin.jar (allows everything)
 auth       9099   firebase-tools
+pubsub     8085   Google's Pub/Sub emulator (Java), when installed: with it the
+                  Functions emulator loads ``on_schedule`` functions
 hub        4400   firebase-tools (lists the running emulators)
 =========  =====  ==============================================================
 
-Why the stand-ins: machines that reach only package registries cannot download
-Google's Firestore emulator or the Storage rules runtime (both jars fetched at
-start). Consequences: Firestore and Storage security rules are NOT evaluated,
-and the Firestore stand-in has quirks (see shared notes / README): ``set()``
-without merge merges, only one transform per write, no transactions isolation.
+Where Google's emulators come from, first found wins (see :func:`resolve_emulators`):
 
-``MC_REAL_EMULATORS=1`` uses Google's real emulators instead
-(``--only functions,firestore,storage,auth``, no stand-ins) on a machine with
-network access: firebase-tools downloads the jars on first use, and the rules in
-``firestore.rules`` / ``storage.rules`` are enforced. Everything else (ports,
-environment, readiness checks) is the same.
+1. ``FIRESTORE_EMULATOR_BINARY_PATH`` / ``PUBSUB_EMULATOR_BINARY_PATH`` already set:
+   used as they are.
+2. The Google Cloud SDK's components, e.g. the Debian packages
+   ``google-cloud-cli-firestore-emulator`` and ``google-cloud-cli-pubsub-emulator``
+   (these machines and CI have them; found through ``dpkg -L`` or ``gcloud info``).
+   The Firestore jar has no Main-Class, so the stack writes a launcher jar (a
+   manifest naming the class and the SDK's jar) into its own folder and points
+   ``FIRESTORE_EMULATOR_BINARY_PATH`` at it (firebase-tools chmods that path, so it
+   must be a file we own); Pub/Sub gets a wrapper script there, for the same reason.
+3. firebase-tools' own jar in ``$FIREBASE_EMULATORS_PATH`` (default
+   ``~/.cache/firebase/emulators``), or its download, where the download host answers.
+
+Neither Firestore nor network: one error saying what to install. No Pub/Sub: the
+stack runs without it, and scheduled functions are not loaded (their e2e test skips).
+
+The Storage rules runtime cannot be had offline (firebase-tools downloads it and no
+registry ships it), so ``storage.rules`` are NOT evaluated locally.
+``MC_REAL_EMULATORS=1`` lets firebase-tools download the real runtime instead of
+the stand-in, on a machine with network access; the storage rules tests run then.
+
+Isolation: each stack owns a folder (``$TMPDIR/mc-localstack-*``: logs, the launcher
+jar, and ``tmp/``, the children's ``TMPDIR``, where the Storage emulator keeps its
+blobs), so another firebase emulator on the machine cannot delete our files.
+:meth:`LocalStack.check` (the watchdog of `make serve` / `make demo`) raises when
+firebase-tools exits or an emulator stops listening.
 
 One stack per machine: the ports are fixed, so a LocalStack holds an flock on
 ``$TMPDIR/media-classifier-stack.lock`` while it runs and a second one waits for it
-(up to ``MC_STACK_LOCK_WAIT`` s, default 1800). Leftovers of a crashed stack (on our
-ports, or orphaned Python discovery servers) are killed at the next start; a port
-held by an unrelated program is an error, never killed.
+(up to ``MC_STACK_LOCK_WAIT`` s, default 1800), except that a test session fails at
+once when the holder is `make serve` (it never ends by itself). Leftovers of a crashed
+stack (on our ports, or orphaned Python discovery servers) are killed at the next
+start; a port held by an unrelated program is an error, never killed.
 
 Other environment knobs:
 ``MC_STACK_RUNNING=1``: tests and `make demo` use a stack that is already running;
@@ -77,8 +96,21 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 EMULATORS_DIR = REPO_ROOT / "tools" / "emulators"
 FIREBASE_BIN = EMULATORS_DIR / "node_modules" / ".bin" / "firebase"
 NO_KEEPALIVE = EMULATORS_DIR / "no-keepalive.cjs"
-FIRESTORE_SCRIPT = EMULATORS_DIR / "firestore-server.js"
 STORAGE_RULES_STANDIN = EMULATORS_DIR / "storage-rules-standin.jar"
+#: What firebase-tools downloads (versions, URLs, cache file names), from its own package.
+EMULATOR_INFO = (
+    EMULATORS_DIR / "node_modules/firebase-tools/lib/emulator/downloadableEmulatorInfo.json"
+)
+FIRESTORE_MAIN_CLASS = "com.google.cloud.datastore.emulator.firestore.CloudFirestore"
+#: (Debian package, file in the Google Cloud SDK) of the Google emulators the stack uses.
+FIRESTORE_SDK = (
+    "google-cloud-cli-firestore-emulator",
+    "platform/cloud-firestore-emulator/cloud-firestore-emulator.jar",
+)
+PUBSUB_SDK = (
+    "google-cloud-cli-pubsub-emulator",
+    "platform/pubsub-emulator/bin/cloud-pubsub-emulator",
+)
 
 PROJECT_ID = "demo-media-classifier"
 DEFAULT_BUCKET = f"{PROJECT_ID}.appspot.com"  # what firebase-tools gives a demo- project
@@ -89,8 +121,11 @@ PORTS: dict[str, int] = {
     "firestore": 8080,
     "storage": 9199,
     "auth": 9099,
+    "pubsub": 8085,
     "hub": 4400,
 }
+#: Emulators the stack can run without (a missing one is left out of ``--only``).
+OPTIONAL = frozenset({"pubsub"})
 MIN_JAVA_MAJOR = 21
 
 
@@ -175,8 +210,15 @@ def _cmdline(pid: int) -> str:
 
 
 def _looks_like_ours(cmdline: str) -> bool:
-    """A leftover of this stack: firebase-tools, our Firestore script, or a functions worker."""
-    markers = ("firebase", "firestore-server.js", "functions-framework", "emulators:start")
+    """A leftover of this stack: firebase-tools, Google's emulators, or a functions worker."""
+    markers = (
+        "firebase",
+        "mc-localstack-",  # our launcher jar / wrapper script / folder
+        "cloud-firestore-emulator",
+        "cloud-pubsub-emulator",
+        "functions-framework",
+        "emulators:start",
+    )
     return any(m in cmdline for m in markers) or ("java" in cmdline and "rules" in cmdline)
 
 
@@ -243,10 +285,11 @@ def kill_orphaned_workers() -> list[int]:
     return killed
 
 
-def try_lock() -> IO[str] | None:
+def try_lock(purpose: str = "stack") -> IO[str] | None:
     """Take the machine-wide stack lock without waiting; None if someone holds it.
 
-    The owner's PID is written into the file so others can say who is running.
+    The owner's PID and purpose (``serve``, ``tests``, ...) are written into the file
+    so others can say who is running, and whether it will end by itself.
     The lock is released when the returned file is closed (or its process dies).
     """
     import fcntl
@@ -259,17 +302,31 @@ def try_lock() -> IO[str] | None:
         return None
     lock_file.seek(0)
     lock_file.truncate()
-    lock_file.write(f"{os.getpid()}\n")
+    lock_file.write(f"{os.getpid()} {purpose}\n")
     lock_file.flush()
     return lock_file
 
 
+def lock_holder() -> tuple[int | None, str]:
+    """(PID, purpose) written by the current (or last) holder of the stack lock."""
+    try:
+        fields = LOCK_PATH.read_text().split()
+    except OSError:
+        return None, ""
+    try:
+        pid = int(fields[0])
+    except (ValueError, IndexError):
+        return None, ""
+    return pid, fields[1] if len(fields) > 1 else ""
+
+
 def lock_owner() -> int | None:
     """PID written by the current (or last) holder of the stack lock, if readable."""
-    try:
-        return int(LOCK_PATH.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
+    return lock_holder()[0]
+
+
+#: Lock holders that never end by themselves: waiting for them is pointless for tests.
+LONG_LIVED = frozenset({"serve", "start"})
 
 
 def _kill_tree(pid: int, sig: int = signal.SIGKILL) -> None:
@@ -334,6 +391,184 @@ def _http_json(url: str, timeout: float = 2.0) -> object | None:
         return None
 
 
+def stack_problem(firebase: subprocess.Popen[bytes], ports: Mapping[str, int]) -> str | None:
+    """Why a stack is broken: firebase-tools exited, or emulators closed their ports.
+
+    The port check matters: firebase-tools stays up when an emulator it started is
+    killed by a signal (it only logs a warning), and then nothing answers there.
+    """
+    if firebase.poll() is not None:
+        return f"firebase-tools exited with code {firebase.returncode}"
+    closed = [f"{name} ({port})" for name, port in ports.items() if not port_open(port)]
+    if closed:
+        return f"emulators stopped listening: {', '.join(closed)}"
+    return None
+
+
+def cloud_sdk_file(package: str, relative: str) -> Path | None:
+    """A file of an installed Google Cloud SDK component, or None.
+
+    Looked up in the Debian package's file list (``dpkg -L``, instant), then under the
+    SDK root that ``gcloud info`` reports (any other kind of install).
+    """
+    if shutil.which("dpkg"):
+        listed = subprocess.run(
+            ["dpkg", "-L", package], capture_output=True, text=True, timeout=30, check=False
+        )
+        for line in listed.stdout.splitlines():
+            if line.endswith("/" + relative) and Path(line).is_file():
+                return Path(line)
+    gcloud = shutil.which("gcloud")
+    if gcloud:
+        try:
+            info = subprocess.run(
+                [gcloud, "info", "--format=value(installation.sdk_root)"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        root = info.stdout.strip()
+        if root and (Path(root) / relative).is_file():
+            return Path(root) / relative
+    return None
+
+
+def manifest_line(header: str) -> str:
+    """One manifest header, wrapped as the JAR spec demands: 72 bytes, then " "-led lines."""
+    data = header.encode()
+    parts = [data[:72]]
+    data = data[72:]
+    while data:
+        parts.append(b" " + data[:71])
+        data = data[71:]
+    return b"\r\n".join(parts).decode()
+
+
+def write_launcher_jar(target: Path, jar: Path, main_class: str = FIRESTORE_MAIN_CLASS) -> Path:
+    """A jar holding only a manifest that starts ``main_class`` from ``jar``.
+
+    Why: the Cloud SDK's Firestore jar has no Main-Class, and firebase-tools starts
+    Firestore with ``java -jar $FIRESTORE_EMULATOR_BINARY_PATH``; the manifest's
+    Class-Path (a file: URL) loads the real jar.
+    """
+    import zipfile
+
+    manifest = "\r\n".join(
+        [
+            "Manifest-Version: 1.0",
+            manifest_line(f"Main-Class: {main_class}"),
+            manifest_line(f"Class-Path: {jar.resolve().as_uri()}"),
+            "",
+            "",
+        ]
+    )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(target, "w") as archive:
+        archive.writestr("META-INF/MANIFEST.MF", manifest)
+    return target
+
+
+def write_wrapper_script(target: Path, program: Path) -> Path:
+    """An executable ``exec program "$@"`` at ``target``: a file we own (firebase-tools
+    chmods the path it is given; the SDK's script belongs to root)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    quoted = str(program).replace("'", "'\\''")
+    target.write_text(f"#!/bin/sh\nexec '{quoted}' \"$@\"\n")
+    target.chmod(0o755)
+    return target
+
+
+def firebase_tools_download(name: str) -> tuple[Path, str]:
+    """(where firebase-tools caches emulator ``name``, the URL it downloads it from)."""
+    info = json.loads(EMULATOR_INFO.read_text())[name]
+    cache = Path(
+        os.environ.get("FIREBASE_EMULATORS_PATH")
+        or Path.home() / ".cache" / "firebase" / "emulators"
+    )
+    cached = cache / info["downloadPathRelativeToCacheDir"]
+    if cached.suffix == ".zip":  # unzipped next to the archive, as firebase-tools does
+        cached = cache / info["binaryPathRelativeToCacheDir"]
+    return cached, str(info["remoteUrl"])
+
+
+def can_download(url: str, timeout: float = 5.0) -> bool:
+    """True if ``url`` answers (a HEAD request): firebase-tools could download from there."""
+    request = urllib.request.Request(url, method="HEAD")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return 200 <= response.status < 400
+    except (OSError, ValueError, urllib.error.URLError):
+        return False
+
+
+@dataclass(frozen=True)
+class Emulators:
+    """What :func:`resolve_emulators` found: environment for firebase-tools, and notes."""
+
+    env: dict[str, str]
+    only: tuple[str, ...]
+    notes: tuple[str, ...]
+
+
+FIRESTORE_MISSING = (
+    "Google's Firestore emulator is not installed, and firebase-tools cannot download it "
+    "(no network). Install it: `apt-get install google-cloud-cli-firestore-emulator` "
+    "(Google Cloud SDK apt repository) or `gcloud components install cloud-firestore-emulator`; "
+    "or run the stack once where storage.googleapis.com is reachable, and firebase-tools "
+    "caches its own jar in ~/.cache/firebase/emulators."
+)
+
+
+def resolve_emulators(bin_dir: Path, environ: Mapping[str, str] | None = None) -> Emulators:
+    """Choose Google's Firestore and Pub/Sub emulators (see the module docstring).
+
+    Files the stack writes (launcher jar, wrapper script) go to ``bin_dir``. Raises
+    :class:`StackError` with :data:`FIRESTORE_MISSING` when Firestore cannot be had.
+    """
+    environ = os.environ if environ is None else environ
+    env: dict[str, str] = {}
+    notes: list[str] = []
+    only = ["functions", "firestore", "storage", "auth"]
+
+    if environ.get("FIRESTORE_EMULATOR_BINARY_PATH"):
+        notes.append(f"firestore: {environ['FIRESTORE_EMULATOR_BINARY_PATH']} (environment)")
+    elif jar := cloud_sdk_file(*FIRESTORE_SDK):
+        launcher = write_launcher_jar(bin_dir / "cloud-firestore-launcher.jar", jar)
+        env["FIRESTORE_EMULATOR_BINARY_PATH"] = str(launcher)
+        notes.append(f"firestore: {jar}")
+    else:
+        cached, url = firebase_tools_download("firestore")
+        if cached.is_file():
+            notes.append(f"firestore: {cached} (firebase-tools' own)")
+        elif can_download(url):
+            notes.append(f"firestore: firebase-tools downloads {url}")
+        else:
+            raise StackError(FIRESTORE_MISSING)
+
+    if environ.get("PUBSUB_EMULATOR_BINARY_PATH"):
+        notes.append(f"pubsub: {environ['PUBSUB_EMULATOR_BINARY_PATH']} (environment)")
+        only.append("pubsub")
+    elif script := cloud_sdk_file(*PUBSUB_SDK):
+        wrapper = write_wrapper_script(bin_dir / "cloud-pubsub-emulator", script)
+        env["PUBSUB_EMULATOR_BINARY_PATH"] = str(wrapper)
+        notes.append(f"pubsub: {script}")
+        only.append("pubsub")
+    else:
+        cached, url = firebase_tools_download("pubsub")
+        if cached.is_file() or can_download(url):
+            notes.append(f"pubsub: firebase-tools' own ({cached})")
+            only.append("pubsub")
+        else:
+            notes.append(
+                "pubsub: not installed (google-cloud-cli-pubsub-emulator): scheduled "
+                "functions are not loaded"
+            )
+    return Emulators(env=env, only=tuple(only), notes=tuple(notes))
+
+
 @dataclass
 class LocalStack:
     """Context manager running the emulator stack for one Firebase project directory.
@@ -341,22 +576,29 @@ class LocalStack:
     ``project_dir`` must hold firebase.json, the rules files and ``functions/`` with
     ``functions/venv`` (``make venv``). ``expect_functions`` names functions that
     must be discovered before the stack counts as ready (default: any one).
+    ``purpose`` is written into the stack lock (``tests`` fail at once, instead of
+    waiting, when the holder is a ``serve`` stack, which never ends by itself).
     Everything started here is stopped on exit, including the Python workers,
     which outlive firebase-tools unless its whole process group is killed.
     """
 
     project_dir: Path = REPO_ROOT
     project_id: str = PROJECT_ID
-    real_emulators: bool = field(default_factory=lambda: env_flag("MC_REAL_EMULATORS"))
+    real_storage_rules: bool = field(default_factory=lambda: env_flag("MC_REAL_EMULATORS"))
     timeout: float = field(default_factory=lambda: float(os.environ.get("MC_STACK_TIMEOUT", 180)))
     log_dir: Path | None = None
     expect_functions: tuple[str, ...] = ()
     quiet: bool = False
+    purpose: str = "stack"
 
     _procs: list[subprocess.Popen[bytes]] = field(default_factory=list, init=False, repr=False)
     _lock_file: IO[str] | None = field(default=None, init=False, repr=False)
     _logs: dict[str, Path] = field(default_factory=dict, init=False, repr=False)
     functions: list[str] = field(default_factory=list, init=False)
+    #: The emulators started (``--only``), and the ports that must keep answering.
+    emulators: tuple[str, ...] = field(default=(), init=False)
+    ports: dict[str, int] = field(default_factory=dict, init=False)
+    started_s: float = field(default=0.0, init=False)
 
     # --- public -----------------------------------------------------------------
     def __enter__(self) -> LocalStack:
@@ -380,29 +622,45 @@ class LocalStack:
     def firebase_log(self) -> Path:
         return self._logs.get("firebase", Path("firebase.log"))
 
+    @property
+    def tmp_dir(self) -> Path:
+        """The children's ``TMPDIR`` (Storage emulator blobs, function temp files)."""
+        assert self.log_dir is not None
+        return self.log_dir / "tmp"
+
     def start(self) -> None:
         """Start everything and wait until it is usable; on failure stop what started."""
+        began = time.monotonic()
         self.project_dir = Path(self.project_dir).resolve()
         self._check_layout()
         self._acquire_lock()
-        if self.log_dir is None:
-            self.log_dir = Path(tempfile.mkdtemp(prefix="mc-localstack-"))
-        self.log_dir.mkdir(parents=True, exist_ok=True)
         try:
+            if self.log_dir is None:
+                self.log_dir = Path(tempfile.mkdtemp(prefix="mc-localstack-"))
+            self.log_dir.mkdir(parents=True, exist_ok=True)
             cleared = clear_stale_listeners()
             if cleared:
                 self._say(f"killed leftovers of an earlier stack: pids {cleared}")
             env = self._child_env()
-            if not self.real_emulators:
-                self._start_firestore(env)
+            found = resolve_emulators(self.log_dir / "bin", env)
+            env.update(found.env)
+            self.emulators = found.only
+            self.ports = {n: p for n, p in PORTS.items() if n in (*self.emulators, "hub")}
+            for note in found.notes:
+                self._say(note)
             self._start_firebase(env)
             self._wait_ready()
         except BaseException:
             self.stop()
             raise
+        self.started_s = time.monotonic() - began
+        rules = (
+            "storage rules enforced" if self.real_storage_rules else "storage rules NOT enforced"
+        )
         self._say(
-            f"local stack ready ({'real emulators' if self.real_emulators else 'offline'}); "
-            f"functions: {', '.join(self.functions)}; logs in {self.log_dir}"
+            f"local stack ready in {self.started_s:.1f} s ({', '.join(self.emulators)}; "
+            f"firestore rules enforced, {rules}); functions: {', '.join(self.functions)}; "
+            f"logs in {self.log_dir}"
         )
 
     def stop(self) -> None:
@@ -412,29 +670,65 @@ class LocalStack:
         if self._procs and self._lock_file is not None:
             kill_orphaned_workers()  # detached discovery servers, see there
         self._procs.clear()
+        if self.log_dir is not None:
+            # Uploaded blobs and function temp files; the logs stay for a post-mortem.
+            shutil.rmtree(self.tmp_dir, ignore_errors=True)
         if self._lock_file is not None:
             self._lock_file.close()  # releases the flock
             self._lock_file = None
+
+    def problem(self) -> str | None:
+        """Why the running stack is no longer usable (firebase-tools exited, or an
+        emulator stopped listening), or None while it is fine."""
+        if not self._procs:
+            return "the stack is not running"
+        return stack_problem(self._procs[-1], self.ports)
+
+    def check(self) -> None:
+        """Raise :class:`StackError`, with the end of the log, if the stack broke.
+
+        A closed port is looked at twice, a second apart: an emulator busy starting a
+        Python worker is not a dead one.
+        """
+        problem = self.problem()
+        if problem is not None and problem.startswith("emulators"):
+            time.sleep(1.0)
+            problem = self.problem()
+        if problem is not None:
+            raise StackError(
+                f"the local stack broke: {problem}.\n"
+                f"--- last lines of {self.firebase_log} ---\n{tail(self.firebase_log, 60)}"
+            )
 
     def _acquire_lock(self) -> None:
         """One stack per machine: the ports are fixed, so a second run waits its turn.
 
         Without this, two test runs (or a test run and `make serve`) would each
-        treat the other's emulators as leftovers and kill them.
+        treat the other's emulators as leftovers and kill them. Tests do not wait
+        for a ``serve`` stack: it ends only when its user stops it.
         """
         deadline = time.monotonic() + float(os.environ.get("MC_STACK_LOCK_WAIT", 1800))
         announced = False
         while True:
-            lock_file = try_lock()
+            lock_file = try_lock(self.purpose)
             if lock_file is not None:
                 break
+            pid, holder = lock_holder()
+            if self.purpose == "tests" and holder in LONG_LIVED:
+                raise StackError(
+                    f"a long-lived local stack (pid {pid}, `make serve` or `localstack.py "
+                    f"{holder}`) holds {LOCK_PATH} until it is stopped: stop it (Ctrl-C), "
+                    "or run the tests against it with MC_STACK_RUNNING=1"
+                )
             if time.monotonic() > deadline:
                 raise StackError(
-                    f"another local stack (pid {lock_owner()}) holds {LOCK_PATH}"
+                    f"another local stack (pid {pid}, {holder or 'unknown'}) still holds "
+                    f"{LOCK_PATH} after MC_STACK_LOCK_WAIT s"
                 ) from None
             if not announced:
                 self._say(
-                    f"waiting for another local stack (pid {lock_owner()}) to finish ({LOCK_PATH})"
+                    f"waiting for another local stack (pid {pid}, {holder or 'unknown'}) "
+                    f"to finish ({LOCK_PATH})"
                 )
                 announced = True
             time.sleep(1)
@@ -456,7 +750,7 @@ class LocalStack:
             )
         if not FIREBASE_BIN.exists():
             problems.append(f"{FIREBASE_BIN} is missing (run `make emulators`)")
-        if not self.real_emulators and not STORAGE_RULES_STANDIN.is_file():
+        if not self.real_storage_rules and not STORAGE_RULES_STANDIN.is_file():
             problems.append(f"{STORAGE_RULES_STANDIN} is missing (it is committed; git checkout?)")
         if shutil.which("node") is None:
             problems.append("node is not on PATH (Node.js >= 20 is needed)")
@@ -469,11 +763,15 @@ class LocalStack:
         if major < MIN_JAVA_MAJOR:
             raise StackError(f"{java} is Java {major}; firebase-tools needs >= {MIN_JAVA_MAJOR}")
         env = dict(os.environ)
-        # The Functions emulator passes its environment on to the Python workers:
-        # this is how they find our (non-firebase-tools) Firestore emulator.
+        # The Functions emulator passes its environment on to the Python workers.
         env.update(emulator_env())
         env["PATH"] = os.pathsep.join([str(java.parent), env.get("PATH", "")])
         env["JAVA_HOME"] = str(java.parent.parent)
+        # A folder of our own for every child's temporary files: the Storage emulator
+        # keeps its blobs in $TMPDIR/firebase/storage, and another emulator on this
+        # machine sharing that folder deleted ours (the whole stack died, twice).
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        env["TMPDIR"] = str(self.tmp_dir)
         # Workers must not buffer their logs (we read them from the log file).
         env["PYTHONUNBUFFERED"] = "1"
         # No update check and no "message of the day": both need network, and a cached
@@ -487,7 +785,7 @@ class LocalStack:
         # events are dropped ("Failed to load function"). Few workers, more patience.
         env.setdefault("FUNCTIONS_EMULATOR_PARALLEL", "4")
         env.setdefault("FUNCTIONS_DISCOVERY_TIMEOUT", "120")
-        if self.real_emulators:
+        if self.real_storage_rules:
             env.pop("STORAGE_EMULATOR_BINARY_PATH", None)
         else:
             env["STORAGE_EMULATOR_BINARY_PATH"] = str(STORAGE_RULES_STANDIN)
@@ -510,24 +808,7 @@ class LocalStack:
         self._procs.append(proc)
         return proc
 
-    def _start_firestore(self, env: dict[str, str]) -> None:
-        proc = self._spawn(
-            "firestore",
-            ["node", str(FIRESTORE_SCRIPT), "--host", HOST, "--port", str(PORTS["firestore"])],
-            env,
-        )
-        self._wait(
-            lambda: port_open(PORTS["firestore"]),
-            "the Firestore emulator to listen on 8080",
-            proc,
-            "firestore",
-            timeout=30,
-        )
-
     def _start_firebase(self, env: dict[str, str]) -> None:
-        only = (
-            "functions,firestore,storage,auth" if self.real_emulators else "functions,storage,auth"
-        )
         # No keep-alive between the Functions emulator and the Python workers (the preload
         # file says why: a connection-reuse race answered some requests with a 500).
         env = dict(env)
@@ -538,7 +819,7 @@ class LocalStack:
                 str(FIREBASE_BIN),
                 "emulators:start",
                 "--only",
-                only,
+                ",".join(self.emulators),
                 "--project",
                 self.project_id,
             ],
@@ -547,19 +828,21 @@ class LocalStack:
 
     def _wait_ready(self) -> None:
         proc = self._procs[-1]
+        ports = sorted(self.ports.values())
         self._wait(
-            lambda: all(port_open(p) for p in PORTS.values()),
-            f"the emulators to listen on ports {sorted(PORTS.values())}",
+            lambda: all(port_open(p) for p in ports),
+            f"the emulators to listen on ports {ports}",
             proc,
             "firebase",
         )
         self._wait(self._functions_discovered, "the functions to be discovered", proc, "firebase")
 
     def _functions_discovered(self) -> bool:
-        """True once the Functions emulator has loaded triggers from main.py.
+        """True once the Functions emulator has loaded every trigger from main.py.
 
         The hub's /emulators lists the emulators but not triggers; the functions
-        emulator's /backends does, once the Python code was imported.
+        emulator's /backends does, each once it is initialised (a scheduled one after
+        its Pub/Sub topic exists). The log names them all when the source is loaded.
         """
         data = _http_json(f"http://{HOST}:{PORTS['functions']}/backends")
         if not isinstance(data, dict):
@@ -572,7 +855,13 @@ class LocalStack:
                     names.append(str(name))
         if not names:
             return False
-        if self.expect_functions and not set(self.expect_functions) <= set(names):
+        loaded = re.findall(
+            r"Loaded functions definitions from source: ([^\n]*)\.", tail(self.firebase_log, 400)
+        )
+        expected = set(self.expect_functions)
+        if loaded:
+            expected |= {name.strip() for name in loaded[-1].split(",")}
+        if not expected <= set(names):
             return False
         self.functions = sorted(set(names))
         return True
@@ -655,14 +944,36 @@ def result_doc_id(object_name: str) -> str:
     return doc_id(object_name)
 
 
+def required_ports() -> list[int]:
+    """The ports every stack answers on (optional emulators, such as Pub/Sub, left out)."""
+    return [port for name, port in PORTS.items() if name not in OPTIONAL]
+
+
 def wait_for_existing(timeout: float = 5.0) -> bool:
     """True if a stack (started elsewhere) answers on all our ports."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if all(port_open(p) for p in PORTS.values()):
+        if all(port_open(p) for p in required_ports()):
             return True
         time.sleep(0.25)
     return False
+
+
+def check_stack(stack: LocalStack | None) -> None:
+    """The watchdog's one look: raise :class:`StackError` if the stack broke.
+
+    For a stack started elsewhere (``stack`` is None: ``MC_STACK_RUNNING=1``), only
+    its ports can be looked at.
+    """
+    if stack is not None:
+        stack.check()
+        return
+    closed = [p for p in required_ports() if not port_open(p)]
+    if closed:
+        time.sleep(1.0)
+        closed = [p for p in required_ports() if not port_open(p)]
+    if closed:
+        raise StackError(f"the running local stack stopped answering on ports {closed}")
 
 
 @contextlib.contextmanager
@@ -680,8 +991,13 @@ def running_stack(**kwargs: object) -> Iterator[LocalStack | None]:
         yield stack
 
 
-def wait_for_interrupt() -> None:
-    """Block until Ctrl-C or SIGTERM (so `kill` also cleans up through the with-block)."""
+def wait_for_interrupt(stack: LocalStack | None = None, interval: float = 2.0) -> None:
+    """Block until Ctrl-C or SIGTERM (so `kill` also cleans up through the with-block).
+
+    With a ``stack``, also watch it: raise :class:`StackError` (with the end of its log)
+    as soon as firebase-tools exits or an emulator stops listening, rather than stay up
+    in front of closed ports.
+    """
 
     def _raise(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
@@ -689,7 +1005,9 @@ def wait_for_interrupt() -> None:
     previous = signal.signal(signal.SIGTERM, _raise)
     try:
         while True:
-            time.sleep(3600)
+            time.sleep(interval if stack is not None else 3600)
+            if stack is not None:
+                stack.check()
     except KeyboardInterrupt:
         pass
     finally:
@@ -726,9 +1044,11 @@ def _main(argv: list[str] | None = None) -> int:
                     lock.close()
             print(f"killed {killed}" if killed else "nothing was running on our ports")
             return 0
-        with LocalStack(project_dir=args.project_dir, log_dir=args.log_dir):
+        with LocalStack(
+            project_dir=args.project_dir, log_dir=args.log_dir, purpose="start"
+        ) as stack:
             print("stack running; Ctrl-C stops it", flush=True)
-            wait_for_interrupt()
+            wait_for_interrupt(stack)
         return 0
     except StackError as exc:
         print(f"error: {exc}", file=sys.stderr)

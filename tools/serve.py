@@ -34,17 +34,17 @@ def instructions(stack: LocalStack) -> str:
     storage = f"http://{HOST}:{PORTS['storage']}"
     auth = f"http://{HOST}:{PORTS['auth']}"
     sample = "samples/images/chelsea-cat.png"
-    mode = (
-        "Google's emulators (rules enforced)"
-        if stack.real_emulators
-        else "offline stand-ins: security rules are NOT enforced"
+    mode = "Google's Firestore emulator: firestore.rules enforced; Storage rules runtime: " + (
+        "Google's (storage.rules enforced)"
+        if stack.real_storage_rules
+        else "offline stand-in (storage.rules NOT enforced)"
     )
-    firestore_note = (
-        ""
-        if stack.real_emulators
-        else "\nThe offline Firestore stand-in speaks gRPC only (Admin SDKs, server clients):"
-        "\nthe web SDK cannot reach it; use MC_REAL_EMULATORS=1 where Google's emulators"
-        "\ncan be downloaded."
+    schedule = (
+        "\n  # or the scheduled function itself, as Cloud Scheduler would run it:\n"
+        f"  curl -X POST -H 'Content-Type: application/json' -d '{{}}' \\\n"
+        f"    http://{HOST}:{PORTS['functions']}/{PROJECT_ID}/us-central1/recover_interrupted-0"
+        if "recover_interrupted" in stack.functions and "pubsub" in stack.emulators
+        else ""
     )
     # What the commands run outside the emulators (backfill, recover) need to reach them.
     local_env = (
@@ -54,7 +54,7 @@ def instructions(stack: LocalStack) -> str:
     return f"""
 Local Firebase stack for project {PROJECT_ID} ({mode})
   Storage    {storage}   (bucket {DEFAULT_BUCKET})
-  Firestore  {HOST}:{PORTS["firestore"]}      (gRPC; collection mediaResults)
+  Firestore  http://{HOST}:{PORTS["firestore"]}   (collection mediaResults)
   Functions  http://{HOST}:{PORTS["functions"]}
   Auth       {auth}
   Hub        http://{HOST}:{PORTS["hub"]}/emulators
@@ -67,7 +67,7 @@ encodeURIComponent(object name)):
   curl -X POST --data-binary @{sample} -H "Content-Type: image/png" \\
     "{storage}/v0/b/{DEFAULT_BUCKET}/o?name=uploads%2Fme%2Fcat.png"
 
-  # with Google's real emulators the rules apply: sign in first and add
+  # where storage.rules are enforced (MC_REAL_EMULATORS=1), sign in first and add
   #   -H "Authorization: Bearer $ID_TOKEN", where ID_TOKEN comes from
   curl -s -X POST -H "Content-Type: application/json" \\
     -d '{{"email":"me@example.com","password":"secret123","returnSecureToken":true}}' \\
@@ -100,11 +100,12 @@ Recovery of uploads whose worker died (deployed: the scheduled function
 recover_interrupted, every 10 minutes; the emulator runs no schedules):
 
   (cd functions && {local_env} \\
-    venv/bin/python -m media_classifier recover)
+    venv/bin/python -m media_classifier recover){schedule}
 
 Apps: connectStorageEmulator(storage, "{HOST}", {PORTS["storage"]}),
 connectAuthEmulator(auth, "{auth}"), connectFirestoreEmulator(db, "{HOST}", {PORTS["firestore"]});
-Android emulators reach this machine as 10.0.2.2.{firestore_note}
+Android emulators reach this machine as 10.0.2.2. Firestore security rules apply to
+the client SDKs (the Admin SDK and the Python snippet above bypass them).
 
 Ctrl-C stops the stack.
 """
@@ -115,9 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--project-dir", type=Path, default=REPO_ROOT, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     try:
-        with LocalStack(project_dir=args.project_dir) as stack:
+        with LocalStack(project_dir=args.project_dir, purpose="serve") as stack:
             print(instructions(stack), flush=True)
-            wait_for_interrupt()
+            wait_for_interrupt(stack)  # raises StackError if an emulator dies
             print("stopping the local stack ...", flush=True)
     except StackError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -14,6 +14,7 @@ unique to the run (``run_id`` / ``object_name``), never a fixed one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -58,6 +59,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.e2e)
 
 
+#: Why the session's stack could not be had, once that happened (see :func:`stack`).
+_STACK_FAILED: list[str] = []
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """After the stack failed for one test, the others that need it are skipped.
+
+    pytest would re-raise a failed session fixture's error in every test that uses
+    it: dozens of identical errors (and, while another stack held the lock, dozens
+    of identical timeouts) hiding the one that matters.
+    """
+    if _STACK_FAILED and "stack" in getattr(item, "fixturenames", ()):
+        pytest.skip(f"no local stack: {_STACK_FAILED[0]} (the first test that needed it failed)")
+
+
 def run_command(*args: str) -> subprocess.CompletedProcess[str]:
     """``python -m media_classifier ARGS`` as an operator runs it, against the stack.
 
@@ -78,22 +95,38 @@ def run_command(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="session")
-def stack() -> Iterator[LocalStack | None]:
+def stack(request: pytest.FixtureRequest) -> Iterator[LocalStack | None]:
     """The running emulator stack (``None`` when reusing one via ``MC_STACK_RUNNING=1``).
 
     Also points this process's Google client libraries at the emulators, for the
-    whole session, and restores the environment afterwards.
+    whole session, and restores the environment afterwards. The stack's messages
+    (waiting for another stack, ready) go straight to the terminal. If it cannot be
+    started, the first test says why and the rest are skipped.
     """
     saved = {k: os.environ.get(k) for k in emulator_env()}
     os.environ.update(emulator_env())
     try:
         if env_flag("MC_STACK_RUNNING"):
             if not wait_for_existing():
+                _STACK_FAILED.append("MC_STACK_RUNNING=1, but no stack answers on our ports")
                 pytest.fail("MC_STACK_RUNNING=1, but no emulator stack answers on our ports")
             yield None
         else:
-            with LocalStack() as started:
+            started = LocalStack(purpose="tests")
+            capture = request.config.pluginmanager.getplugin("capturemanager")
+            failure = None
+            try:
+                with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+                    started.start()
+            except localstack.StackError as exc:
+                failure = str(exc)
+            if failure is not None:
+                _STACK_FAILED.append(failure.splitlines()[0])
+                pytest.fail(f"the local stack did not start: {failure}", pytrace=False)
+            try:
                 yield started
+            finally:
+                started.stop()
     finally:
         for key, value in saved.items():
             if value is None:
@@ -165,6 +198,8 @@ def wait_for_result(firestore_db: Any, stack: LocalStack | None) -> Callable[...
                 last = snap.to_dict() or {}
                 if last.get("status") in FINAL_STATUSES:
                     return last
+            if stack is not None and stack.problem() is not None:
+                stack.check()  # raises StackError with the log's tail, unless it recovered
             time.sleep(0.25)
         log = f"\n--- emulator log ---\n{tail(stack.firebase_log, 60)}" if stack else ""
         pytest.fail(

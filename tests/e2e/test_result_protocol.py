@@ -4,8 +4,8 @@ Two workers can hold one document's claim in turn: the first stalls past
 ``STALE_CLAIM`` (a frozen instance, a long garbage collection), the second takes the
 claim over. The first must then be unable to write anything, neither its result nor
 its per-frame detail, however late it wakes. These are the writes that
-``update_time`` preconditions guard (the offline stand-in enforces them through
-``tools/emulators/firestore-server.js``, as Firestore does).
+``update_time`` preconditions guard (Google's Firestore emulator enforces them for a
+whole commit, as Firestore does).
 """
 
 from __future__ import annotations

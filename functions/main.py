@@ -70,25 +70,30 @@ def recover_interrupted(event: scheduler_fn.ScheduledEvent) -> None:
 HTTPS_RUNTIME = {**RUNTIME, "concurrency": 8}
 
 
-def _admin_app_first(handler: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """Create the firebase-admin app before the SDK's callable wrapper verifies tokens.
+def _screened(handler: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """Check the raw callable request before the SDK's callable wrapper parses it.
 
-    The Python SDK checks the ID token (``firebase_admin.auth``) before our code runs and
-    needs the default app by then; creating it here keeps the import of this file cheap.
+    The SDK answers 500 for bodies it cannot parse and does not check token revocation;
+    ``callable_guard.screen`` refuses those requests in the callable protocol first (see
+    its docstring). It also creates the firebase-admin app, which the SDK's token check
+    needs, here rather than at import, which keeps the import of this file cheap.
     ``functools.wraps`` copies the endpoint attribute the CLI discovers functions by.
     """
 
     @functools.wraps(handler)
     def wrapper(request: Any) -> Any:
+        from media_classifier.callable_guard import screen
         from media_classifier.clients import get_app
+        from media_classifier.on_demand import current_settings, verify_id_token
 
         get_app()
-        return handler(request)
+        refused = screen(request, settings=current_settings(), verify_token=verify_id_token)
+        return refused if refused is not None else handler(request)
 
     return wrapper
 
 
-@_admin_app_first
+@_screened
 @https_fn.on_call(**HTTPS_RUNTIME)
 def classify(req: https_fn.CallableRequest) -> dict:
     """Classify ``{path}`` (an object the caller owns) or ``{image}`` (base64) on demand."""

@@ -29,10 +29,9 @@ from .on_demand import (
     Bucket,
     Registry,
     Settings,
-    check_object_path,
     check_request_size,
     classify_media,
-    classify_object,
+    classify_path,
     parse_top_k,
     resolve_model,
 )
@@ -114,16 +113,19 @@ def classify_call(
 
     ``bucket`` is a factory so an ``{image}`` call never creates a Storage client.
     """
-    from .storage_handler import route_model
-
     if not uid:
         raise ApiError(RequestCode.UNAUTHENTICATED, "sign in to classify media")
     call = parse_call(data, settings)
     if call.path is not None:
-        path = check_object_path(call.path, uid, settings.prefix)
-        default = route_model(path, settings.prefix, dict(settings.routes), settings.default_model)
-        model = resolve_model(call.model, default, registry)
-        return classify_object(path, bucket(), model, call.top_k, settings)
+        return classify_path(
+            call.path,
+            uid,
+            call.model,
+            call.top_k,
+            settings=settings,
+            registry=registry,
+            bucket=bucket,
+        )
     assert call.image is not None
     model = resolve_model(call.model, settings.default_model, registry)
     return classify_media(call.image, model, call.top_k, settings)

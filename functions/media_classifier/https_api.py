@@ -2,8 +2,10 @@
 
 Routes (``functions/openapi.yaml`` is the contract; keep them in step)::
 
-    POST /v1/classify   raw media body, or multipart/form-data with a part named "file";
-                        query: model, topK. Reply: the result document's fields.
+    POST /v1/classify   raw media body, or multipart/form-data with a part named "file",
+                        or no body and ?path=uploads/<uid>/... (an object the caller
+                        owns, as the callable's {path}); query: model, topK.
+                        Reply: the result document's fields (plus path for objects).
     GET  /v1/models     the served models (id, name, version, input size, resize, labels)
     GET  /v1/health     public liveness probe
 
@@ -26,7 +28,16 @@ from typing import TYPE_CHECKING, Any
 from . import logs
 from .errors import ErrorCode
 from .http_errors import ApiError, RequestCode, from_exception, invalid, is_unexpected
-from .on_demand import Registry, Settings, classify_media, parse_top_k, resolve_model
+from .on_demand import (
+    Bucket,
+    Registry,
+    Settings,
+    classify_media,
+    classify_path,
+    parse_top_k,
+    resolve_model,
+    verify_id_token,
+)
 
 if TYPE_CHECKING:
     import flask
@@ -90,29 +101,6 @@ def bearer_token(headers: Mapping[str, str]) -> str:
             "send Authorization: Bearer <Firebase ID token> (getIdToken() of a signed-in user)",
         )
     return token.strip()
-
-
-def verify_id_token(token: str) -> str:
-    """The uid of a valid Firebase ID token (the Auth emulator's when it is configured).
-
-    firebase-admin switches to the Auth emulator's unsigned tokens by itself when
-    ``FIREBASE_AUTH_EMULATOR_HOST`` is set, which the Functions emulator does.
-    """
-    from firebase_admin import auth
-
-    from .clients import get_app
-
-    try:
-        claims = auth.verify_id_token(token, app=get_app(), clock_skew_seconds=5)
-    except (ValueError, auth.InvalidIdTokenError):
-        raise ApiError(
-            RequestCode.UNAUTHENTICATED,
-            "the ID token is invalid or expired; get a fresh one with getIdToken() and retry",
-        ) from None
-    uid = claims.get("uid") or claims.get("sub")
-    if not uid:
-        raise ApiError(RequestCode.UNAUTHENTICATED, "the ID token names no user")
-    return str(uid)
 
 
 def extract_media(body: bytes, content_type: str | None) -> bytes:
@@ -221,10 +209,55 @@ def _reply(status: int, body: dict[str, Any]) -> ApiResponse:
     return ApiResponse(status, body, headers)
 
 
-def _classify_route(
-    request: ApiRequest, uid: str, settings: Settings, registry: Registry
+def classify_path_request(
+    query: Mapping[str, str],
+    uid: str,
+    *,
+    settings: Settings,
+    registry: Registry,
+    bucket: Callable[[], Bucket],
 ) -> tuple[int, dict[str, Any]]:
-    """Size checks, then :func:`classify_request` on the body."""
+    """``POST /v1/classify?path=...``: an object the caller uploaded, as the callable's ``{path}``.
+
+    The path rule and the owner check (:func:`on_demand.classify_path`) run before
+    Storage is touched; the object's own size limit applies, not the request cap.
+    """
+    try:
+        top_k = parse_top_k(query.get("topK"), settings.top_k)
+        result = classify_path(
+            query["path"],
+            uid,
+            query.get("model"),
+            top_k,
+            settings=settings,
+            registry=registry,
+            bucket=bucket,
+        )
+    except Exception as exc:
+        return _error(exc)
+    top = result["labels"][0]["label"] if result.get("labels") else None
+    logs.request_served(
+        f"{ENDPOINT} /v1/classify", result["model"]["id"], result["kind"], top, result["timings"]
+    )
+    return 200, result
+
+
+def _classify_route(
+    request: ApiRequest,
+    uid: str,
+    settings: Settings,
+    registry: Registry,
+    bucket: Callable[[], Bucket],
+) -> tuple[int, dict[str, Any]]:
+    """``?path=`` (no body), or size checks and then :func:`classify_request` on the body."""
+    if "path" in request.query:
+        if request.content_length or request.read_body(0):
+            raise invalid(
+                "send the media as the body, or name an uploaded object with ?path=, not both"
+            )
+        return classify_path_request(
+            request.query, uid, settings=settings, registry=registry, bucket=bucket
+        )
     limit = settings.request_limits().max_bytes + MULTIPART_OVERHEAD
     if request.content_length is not None and request.content_length > limit:
         raise body_too_large(f"{request.content_length:,} bytes", settings)
@@ -237,14 +270,24 @@ def _classify_route(
     )
 
 
+def _default_bucket() -> Bucket:
+    from .clients import bucket
+
+    return bucket()
+
+
 def handle(
     request: ApiRequest,
     *,
     verify_token: TokenVerifier,
     settings: Settings,
     registry: Registry,
+    bucket: Callable[[], Bucket] = _default_bucket,
 ) -> ApiResponse:
-    """Route, authenticate and answer one request. Never raises."""
+    """Route, authenticate and answer one request. Never raises.
+
+    ``bucket`` makes the default bucket for ``?path=`` requests (only those create it).
+    """
     route = route_of(request.path)
     methods = ROUTES.get(route)
     if methods is None:
@@ -267,7 +310,7 @@ def handle(
             models = [registry.get(key).describe() for key in keys]
             return _reply(200, {"default": settings.default_model, "models": models})
         assert uid is not None
-        return _reply(*_classify_route(request, uid, settings, registry))
+        return _reply(*_classify_route(request, uid, settings, registry, bucket))
     except Exception as exc:
         return _reply(*_error(exc))
 

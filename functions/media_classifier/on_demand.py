@@ -13,12 +13,12 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import ErrorCode, MediaError, shown
-from .http_errors import ApiError, invalid
+from .http_errors import ApiError, RequestCode, invalid
 from .object_path import owned_object_path
 from .pipeline import Limits
 
@@ -129,6 +129,50 @@ def classify_media(data: bytes, model: Model, top_k: int, settings: Settings) ->
     return outcome.fields()
 
 
+# --- who is calling -------------------------------------------------------------------
+
+UNAUTHENTICATED_HINT = "get a fresh ID token with getIdToken() and retry"
+
+
+def verify_id_token(token: str) -> str:
+    """The uid of a valid ID token whose user exists, is enabled and was not signed out.
+
+    ``check_revoked=True`` costs one Auth backend lookup (``accounts:lookup``) per call:
+    without it a token stays valid for up to an hour after its user was disabled,
+    deleted or had their sessions revoked (README, "Classify on demand"). Failures of
+    the Auth backend itself propagate (``INTERNAL``): they are not the caller's doing.
+    firebase-admin verifies the Auth emulator's unsigned tokens by itself when
+    ``FIREBASE_AUTH_EMULATOR_HOST`` is set, which the Functions emulator does.
+    """
+    from firebase_admin import auth
+
+    from .clients import get_app
+
+    try:
+        claims = auth.verify_id_token(
+            token, app=get_app(), check_revoked=True, clock_skew_seconds=5
+        )
+    except auth.RevokedIdTokenError:
+        raise ApiError(
+            RequestCode.UNAUTHENTICATED,
+            "this sign-in was revoked (signed out everywhere, or the password changed);"
+            " sign in again",
+        ) from None
+    except auth.UserDisabledError:
+        raise ApiError(RequestCode.UNAUTHENTICATED, "this user account is disabled") from None
+    except auth.UserNotFoundError:
+        raise ApiError(RequestCode.UNAUTHENTICATED, "this user account no longer exists") from None
+    except (ValueError, auth.InvalidIdTokenError):
+        raise ApiError(
+            RequestCode.UNAUTHENTICATED,
+            f"the ID token is invalid or expired; {UNAUTHENTICATED_HINT}",
+        ) from None
+    uid = claims.get("uid") or claims.get("sub")
+    if not uid:
+        raise ApiError(RequestCode.UNAUTHENTICATED, "the ID token names no user")
+    return str(uid)
+
+
 # --- objects in the default bucket (callable ``{path}``) -------------------------------
 
 
@@ -179,3 +223,28 @@ def classify_object(
         outcome = classify_file(local, model, top_k=top_k, limits=settings.limits)
     outcome.timings = {"download": download_ms, **outcome.timings}
     return {"path": path, **outcome.fields()}
+
+
+def classify_path(
+    value: object,
+    uid: str,
+    model: object,
+    top_k: int,
+    *,
+    settings: Settings,
+    registry: Registry,
+    bucket: Callable[[], Bucket],
+) -> dict[str, Any]:
+    """Classify an object a client names (callable ``{path}``, REST ``?path=``).
+
+    The path rule and the owner check come first (:func:`check_object_path`), so
+    nothing about other users' objects, or whether they exist, is revealed; then the
+    folder's model route, as the Storage trigger would pick it, unless ``model`` names
+    one. ``bucket`` is a factory: a refused request never creates a Storage client.
+    """
+    from .storage_handler import route_model
+
+    path = check_object_path(value, uid, settings.prefix)
+    default = route_model(path, settings.prefix, dict(settings.routes), settings.default_model)
+    chosen = resolve_model(model, default, registry)
+    return classify_object(path, bucket(), chosen, top_k, settings)

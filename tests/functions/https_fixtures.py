@@ -36,3 +36,27 @@ def png(colour: tuple[int, int, int] = (255, 0, 0), size: tuple[int, int] = (40,
     buf = io.BytesIO()
     Image.new("RGB", size, colour).save(buf, format="PNG")
     return buf.getvalue()
+
+
+class LocalBlob:
+    """Just enough of google.cloud.storage.Blob for ``classify_object``: size and download."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.size = len(data)
+
+    def download_to_filename(self, filename: str) -> None:
+        Path(filename).write_bytes(self.data)
+
+
+class LocalBucket:
+    """Objects held in memory, by name; records which names were asked for."""
+
+    def __init__(self, objects: dict[str, bytes]) -> None:
+        self.objects = objects
+        self.asked: list[str] = []
+
+    def get_blob(self, blob_name: str) -> LocalBlob | None:
+        self.asked.append(blob_name)
+        data = self.objects.get(blob_name)
+        return None if data is None else LocalBlob(data)

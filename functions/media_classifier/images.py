@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import struct
 import warnings
 from typing import TYPE_CHECKING
@@ -55,6 +56,8 @@ DECODE_ERRORS = (
     struct.error,
 )
 _TRANSPOSED_ORIENTATIONS = {5, 6, 7, 8}
+#: The declared size in Pillow's decompression-bomb messages.
+_BOMB_PIXELS = re.compile(r"Image size \((\d+) pixels\)")
 
 
 def _pil() -> tuple:
@@ -62,6 +65,28 @@ def _pil() -> tuple:
     from PIL import Image, ImageOps
 
     return Image, ImageOps
+
+
+def too_many_pixels(exc: Exception, max_pixels: int, what: str) -> MediaError:
+    """TOO_LARGE for Pillow's decompression-bomb guard, quoting this project's limit.
+
+    Why not Pillow's message: it quotes Pillow's own guard (178,956,970 pixels), which
+    is not the limit a user can read about or change (``MAX_IMAGE_PIXELS``). Pillow's
+    guard only fires first when it is the lower one (its warning, made an error here,
+    is at 89,478,485 pixels): then the message says so, rather than blame our limit.
+    """
+    image_mod, _ = _pil()
+    found = _BOMB_PIXELS.search(str(exc))
+    declared = int(found.group(1)) if found else None
+    shown = f"{declared:,} pixels" if declared is not None else "more pixels than allowed"
+    decoder_limit = image_mod.MAX_IMAGE_PIXELS
+    if declared is not None and declared <= max_pixels and decoder_limit is not None:
+        return MediaError(
+            ErrorCode.TOO_LARGE,
+            f"{what} declares {shown}; the decoder accepts at most {decoder_limit:,}"
+            f" (MAX_IMAGE_PIXELS, {max_pixels:,}, is set above that)",
+        )
+    return MediaError(ErrorCode.TOO_LARGE, f"{what} declares {shown}; the limit is {max_pixels:,}")
 
 
 def open_image(data: bytes, *, max_pixels: int) -> Image.Image:
@@ -75,7 +100,7 @@ def open_image(data: bytes, *, max_pixels: int) -> Image.Image:
             else:
                 img = image_mod.open(io.BytesIO(data))
     except (image_mod.DecompressionBombError, image_mod.DecompressionBombWarning) as exc:
-        raise MediaError(ErrorCode.TOO_LARGE, f"image declares too many pixels ({exc})") from exc
+        raise too_many_pixels(exc, max_pixels, "the image") from exc
     except image_mod.UnidentifiedImageError as exc:
         raise MediaError(ErrorCode.CORRUPT_MEDIA, "the image header cannot be read") from exc
     except DECODE_ERRORS as exc:  # e.g. Pillow's AVIF opener raises RuntimeError

@@ -309,7 +309,7 @@ def _classify_animation(
 ) -> Classification:
     """Animated GIF/WebP: Pillow decodes the frames, then the video path takes over."""
     from . import video
-    from .images import DECODE_ERRORS
+    from .images import DECODE_ERRORS, too_many_pixels
 
     width, height = img.size
     frames = img.n_frames  # frame headers only: ~3 us a frame, bounded by max_bytes
@@ -346,7 +346,7 @@ def _classify_animation(
             )
             return _video_classification(info, frames, media, model, top_k, limits, clock)
     except bombs as exc:
-        raise MediaError(ErrorCode.TOO_LARGE, f"an animation frame is too large: {exc}") from exc
+        raise too_many_pixels(exc, limits.max_pixels, "an animation frame") from exc
     except DECODE_ERRORS as exc:  # a later frame is broken: Pillow only finds out on seek
         raise MediaError(
             ErrorCode.CORRUPT_MEDIA, f"the animation cannot be decoded: {exc}"

@@ -225,3 +225,20 @@ def test_unexpected_failure_is_internal_and_says_nothing(
     assert error.message == INTERNAL_MESSAGE
     assert "secret" not in error.message
     assert "RuntimeError" in capsys.readouterr().err  # the logs keep what the client does not see
+
+
+def test_unknown_keys_are_named_a_few_then_counted() -> None:
+    """200,000 unknown keys once came back all listed: a 1.7 MB error."""
+    data = {f"key{i:06d}": 1 for i in range(200_000)} | {"path": "uploads/u1/a.jpg"}
+    with pytest.raises(ApiError) as info:
+        parse_call(data, settings())
+    assert info.value.code == "INVALID_ARGUMENT"
+    assert "'key000000'" in info.value.message and "199,995 more" in info.value.message
+    assert len(info.value.message) < 300
+
+
+@pytest.mark.parametrize("value", ["9" * 5_000_000, [[[]]] * 100_000, {"k": "v" * 1_000_000}])
+def test_bad_values_are_not_echoed_whole(value: object) -> None:
+    with pytest.raises(ApiError) as info:
+        parse_call({"path": "uploads/u1/a.jpg", "topK": value}, settings())
+    assert len(info.value.message) < 200

@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 from firebase_functions.https_fn import FunctionsErrorCode, HttpsError
 
-from media_classifier.errors import DOCUMENT_ONLY, ErrorCode, MediaError
+from media_classifier.errors import (
+    DOCUMENT_ONLY,
+    MAX_MESSAGE_CHARS,
+    MAX_SHOWN_CHARS,
+    ErrorCode,
+    MediaError,
+    bounded,
+    shown,
+    shown_names,
+)
 from media_classifier.http_errors import (
     ALL_CODES,
     INTERNAL_MESSAGE,
@@ -81,3 +90,45 @@ def test_unexpected_exception_leaks_nothing() -> None:
     assert is_unexpected(exc)
     assert is_unexpected(MediaError(ErrorCode.INTERNAL, "x"))
     assert not is_unexpected(ApiError(RequestCode.UNAUTHENTICATED, "x"))
+
+
+# --- bounded messages -----------------------------------------------------------------------
+
+
+def test_messages_are_capped_at_the_source() -> None:
+    """A message built from client input can never grow a reply (or a log line) unbounded."""
+    huge = "x" * 2_000_000
+    for error in (ApiError(RequestCode.INVALID_ARGUMENT, huge), MediaError(ErrorCode.EMPTY, huge)):
+        assert len(error.message) <= MAX_MESSAGE_CHARS
+        assert error.message.endswith("more characters)")
+        assert f"{2_000_000 - (MAX_MESSAGE_CHARS - 40):,}" in error.message
+    assert bounded("short") == "short"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("cat", "'cat'"),
+        ("a\x00b\ud800", "'a\\x00b\\ud800'"),
+        (3, "3"),
+        ([1] * 10_000, "<list of 10,000 items>"),
+        ({"a": 1}, "<dict of 1 items>"),
+    ],
+)
+def test_shown_quotes_client_values_escaped_and_short(value: object, expected: str) -> None:
+    assert shown(value) == expected
+
+
+def test_shown_cuts_long_values_and_nested_ones_cost_nothing() -> None:
+    assert len(shown("y" * 10_000_000)) == MAX_SHOWN_CHARS
+    deep: list = []
+    for _ in range(100_000):
+        deep = [deep]
+    assert shown(deep) == "<list of 1 items>"  # repr() would recurse 100,000 deep
+
+
+def test_shown_names_lists_a_few_then_counts() -> None:
+    names = [f"key{i}" for i in range(200_000)]
+    text = shown_names(names)
+    assert text == "'key0', 'key1', 'key2', 'key3', 'key4' and 199,995 more"
+    assert shown_names(["a", "b"]) == "'a', 'b'"

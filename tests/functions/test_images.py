@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +11,11 @@ from PIL import Image
 
 from media_classifier.errors import ErrorCode, MediaError
 from media_classifier.images import decode_image, fit_to_model, open_image, prepare_image
+from media_classifier.model import Model
+from media_classifier.pipeline import Limits, classify_bytes
 from tests.functions.conftest import encode
+from tests.hostile_corpus import gif_growing_frame, png_bomb
+from tests.model_factory import colour_model
 
 LIMIT = 50_000_000
 
@@ -155,3 +160,35 @@ def test_extreme_aspect_ratios(size: tuple[int, int]) -> None:
     for policy in ("squash", "center_crop"):
         out = prepare_image(data, (32, 32), policy, max_pixels=LIMIT)
         assert out.shape == (32, 32, 3)
+
+
+@pytest.mark.parametrize(("width", "height"), [(60_000, 60_000), (10_000, 10_000), (8_000, 8_000)])
+def test_too_large_quotes_the_projects_limit_not_pillows(width: int, height: int) -> None:
+    """Whether Pillow's bomb guard or our own check refuses it, the message names our limit."""
+    with pytest.raises(MediaError) as info:
+        open_image(png_bomb(width, height), max_pixels=50_000_000)
+    assert info.value.code == ErrorCode.TOO_LARGE
+    assert f"{width * height:,} pixels" in info.value.message
+    assert "the limit is 50,000,000" in info.value.message
+    assert "178956970" not in info.value.message and "178,956,970" not in info.value.message
+
+
+def test_a_limit_above_pillows_guard_is_reported_as_the_decoders() -> None:
+    """MAX_IMAGE_PIXELS above 89,478,485: Pillow still refuses; the message says it was Pillow."""
+    with pytest.raises(MediaError) as info:
+        open_image(png_bomb(10_000, 10_000), max_pixels=200_000_000)
+    assert "decoder accepts at most 89,478,485" in info.value.message
+    assert "200,000,000" in info.value.message
+
+
+def test_an_animation_frame_over_the_limit_quotes_the_projects_limit(tmp_path: Path) -> None:
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model = Model.load(colour_model(Path(tmp) / "colour.onnx"), threads=1)
+        with pytest.raises(MediaError) as info:
+            classify_bytes(gif_growing_frame(20_000, 20_000), model, top_k=1, limits=Limits())
+    assert info.value.code == ErrorCode.TOO_LARGE
+    assert "an animation frame declares 400,000,000 pixels" in info.value.message
+    assert "the limit is 50,000,000" in info.value.message

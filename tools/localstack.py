@@ -122,10 +122,11 @@ PORTS: dict[str, int] = {
     "storage": 9199,
     "auth": 9099,
     "pubsub": 8085,
+    "hosting": 5000,
     "hub": 4400,
 }
 #: Emulators the stack can run without (a missing one is left out of ``--only``).
-OPTIONAL = frozenset({"pubsub"})
+OPTIONAL = frozenset({"pubsub", "hosting"})
 MIN_JAVA_MAJOR = 21
 
 
@@ -645,6 +646,8 @@ class LocalStack:
             found = resolve_emulators(self.log_dir / "bin", env)
             env.update(found.env)
             self.emulators = found.only
+            if hosting_public(self.project_dir) is not None:
+                self.emulators = (*self.emulators, "hosting")  # the web app, `make web`
             self.ports = {n: p for n, p in PORTS.items() if n in (*self.emulators, "hub")}
             for note in found.notes:
                 self._say(note)
@@ -942,6 +945,20 @@ def result_doc_id(object_name: str) -> str:
     from media_classifier.results import doc_id
 
     return doc_id(object_name)
+
+
+def hosting_public(project_dir: Path) -> Path | None:
+    """The web app's build (firebase.json ``hosting.public``), if it holds an index.html.
+
+    The Hosting emulator serves it; without a build (`make web`) the stack runs without
+    Hosting rather than serve a folder that answers 404.
+    """
+    try:
+        public = json.loads((project_dir / "firebase.json").read_text())["hosting"]["public"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    folder = project_dir / str(public)
+    return folder if (folder / "index.html").is_file() else None
 
 
 def required_ports() -> list[int]:

@@ -51,8 +51,13 @@ def instructions(stack: LocalStack) -> str:
         f"GOOGLE_CLOUD_PROJECT={PROJECT_ID} FIRESTORE_EMULATOR_HOST={HOST}:{PORTS['firestore']}"
         f" \\\n    STORAGE_EMULATOR_HOST={storage}"
     )
+    web = (
+        f"\n  Web app    http://{HOST}:{PORTS['hosting']}/   (web/dist; `make web` rebuilds it)"
+        if "hosting" in stack.emulators
+        else "\n  Web app    not served: build it with `make web`, then restart"
+    )
     return f"""
-Local Firebase stack for project {PROJECT_ID} ({mode})
+Local Firebase stack for project {PROJECT_ID} ({mode}){web}
   Storage    {storage}   (bucket {DEFAULT_BUCKET})
   Firestore  http://{HOST}:{PORTS["firestore"]}   (collection mediaResults)
   Functions  http://{HOST}:{PORTS["functions"]}

@@ -1,0 +1,393 @@
+"""The web app (web/) in a real browser: headless Chromium, the page Hosting serves, the
+Firebase JS SDK talking to the emulators, under firestore.rules.
+
+Nothing is stubbed: the page is the production bundle (``make web``) served by the
+Hosting emulator, users sign up on the Auth emulator through the page, files go to the
+Storage emulator through its file picker and drop zone, the Functions emulator runs the
+real classifier, and the page receives the result through ``onSnapshot``. The Admin SDK
+(``firestore_db``) is used only to check that what the page shows is what the functions
+wrote.
+
+Chromium comes from the system (Debian's ``chromium`` package; ``make chromium`` installs
+it), driven by Playwright for Python without ``playwright install``. ``MC_CHROMIUM``
+names another binary. ``MC_WEB_SCREENSHOT=path.png`` saves the results page there
+(``make web-screenshot`` refreshes ``docs/web-app.png``).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from tools.localstack import HOST, PORTS, LocalStack, result_doc_id
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLES = REPO / "samples"
+PHOTO = SAMPLES / "images" / "coffee.jpg"
+CAT = SAMPLES / "images" / "chelsea-cat.png"
+VIDEO = SAMPLES / "video" / "big_buck_bunny_4s.mp4"
+PASSWORD = "web-e2e-password"
+RESULT_TIMEOUT_MS = 120_000
+# A JPEG's first bytes and nothing decodable after them: the functions answer CORRUPT_MEDIA.
+BROKEN_JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(256)) * 2
+
+
+def web_port() -> int:
+    return PORTS.get("hosting", 5000)
+
+
+@pytest.fixture(scope="module")
+def web_url(stack: LocalStack | None) -> str:
+    """The app as the Hosting emulator serves it (the stack's ``hosting`` emulator)."""
+    url = f"http://{HOST}:{web_port()}/"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            body = response.read().decode(errors="replace")
+    except OSError as exc:
+        pytest.fail(f"nothing serves the web app at {url} ({exc}): build it with `make web`")
+    assert "Media Classifier" in body, f"{url} does not serve web/dist/index.html"
+    return url
+
+
+def chromium_path() -> str:
+    """The system Chromium (``MC_CHROMIUM`` overrides); a clear failure when missing."""
+    found = os.environ.get("MC_CHROMIUM") or shutil.which("chromium")
+    if not found:
+        pytest.fail(
+            "no chromium on PATH: `make chromium` installs Debian's package "
+            "(as root: apt-get install -y chromium), or set MC_CHROMIUM to a Chromium binary"
+        )
+    return found
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=chromium_path(),
+            args=["--no-sandbox", "--disable-dev-shm-usage"],
+        )
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@dataclass
+class User:
+    """A signed-in person in their own browser profile (context)."""
+
+    page: Page
+    uid: str
+    errors: list[str]
+
+    def card(self, path: str) -> Any:
+        return self.page.locator(f'[data-testid="result-card"][data-path="{path}"]')
+
+
+def open_app(browser: Browser, web_url: str, **context: Any) -> tuple[Page, list[str]]:
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900}, **context)
+    page = ctx.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(web_url)
+    page.wait_for_selector('body[data-signed-in="no"]', timeout=30_000)
+    assert page.locator('[data-testid="mode"]').inner_text() == "Local emulators"
+    return page, errors
+
+
+def signed_in_uid(page: Page) -> str:
+    page.wait_for_selector('body[data-signed-in="yes"]', timeout=30_000)
+    return str(page.evaluate("window.mediaClassifier.fb.auth.currentUser.uid"))
+
+
+@pytest.fixture(scope="module")
+def user_a(browser: Browser, web_url: str, run_id: str) -> Iterator[User]:
+    """A creates an account with email and password, through the sign-in form."""
+    page, errors = open_app(browser, web_url)
+    page.fill('input[name="email"]', f"a-{run_id}@example.test")
+    page.fill('input[name="password"]', PASSWORD)
+    page.click("#sign-up")
+    user = User(page=page, uid=signed_in_uid(page), errors=errors)
+    yield user
+    page.context.close()
+
+
+@pytest.fixture(scope="module")
+def user_b(browser: Browser, web_url: str) -> Iterator[User]:
+    """B continues without an account (anonymous sign-in), in another browser profile."""
+    page, errors = open_app(browser, web_url)
+    page.click("#anonymous")
+    user = User(page=page, uid=signed_in_uid(page), errors=errors)
+    yield user
+    page.context.close()
+
+
+def drop_file(page: Page, name: str, data: bytes, content_type: str) -> None:
+    """Drag and drop, as a person does it: a ``drop`` event carrying the file."""
+    page.evaluate(
+        """({name, b64, type}) => {
+            const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+            const dt = new DataTransfer();
+            dt.items.add(new File([bytes], name, {type}));
+            const zone = document.querySelector("#dropzone");
+            for (const kind of ["dragenter", "dragover", "drop"]) {
+                const init = {dataTransfer: dt, bubbles: true, cancelable: true};
+                zone.dispatchEvent(new DragEvent(kind, init));
+            }
+        }""",
+        {"name": name, "b64": base64.b64encode(data).decode(), "type": content_type},
+    )
+
+
+def record_statuses(page: Page) -> None:
+    """Keep every status a card shows (the upload's progress passes too quickly to poll)."""
+    page.evaluate(
+        """() => {
+            window.seenStatuses = new Set();
+            const grid = document.querySelector("#results");
+            const note = () => grid.querySelectorAll('[data-testid="status"]')
+                .forEach((el) => window.seenStatuses.add(el.textContent));
+            const what = {subtree: true, childList: true, characterData: true};
+            new MutationObserver(note).observe(grid, what);
+        }"""
+    )
+
+
+def new_card_path(page: Page, before: set[str], name: str) -> str:
+    """The object path of the card that appeared for an upload of ``name``."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        paths = page.eval_on_selector_all(
+            '[data-testid="result-card"]', "els => els.map((e) => e.dataset.path)"
+        )
+        fresh = [p for p in paths if p not in before and p.endswith(name)]
+        if fresh:
+            return fresh[0]
+        time.sleep(0.1)
+    pytest.fail(f"no card appeared for {name}")
+
+
+def card_paths(page: Page) -> set[str]:
+    return set(
+        page.eval_on_selector_all(
+            '[data-testid="result-card"]', "els => els.map((e) => e.dataset.path)"
+        )
+    )
+
+
+def wait_final(user: User, path: str) -> str:
+    """Wait until the card of ``path`` shows a final status; returns it."""
+    card = user.card(path)
+    card.and_(user.page.locator('[data-status="done"], [data-status="error"]')).wait_for(
+        timeout=RESULT_TIMEOUT_MS
+    )
+    return str(card.get_attribute("data-status"))
+
+
+def shown_labels(card: Any, testid: str = "labels") -> list[str]:
+    return card.locator(f'[data-testid="{testid}"] .label-name').all_inner_texts()
+
+
+@pytest.fixture(scope="module")
+def a_uploads(user_a: User, firestore_db: Any) -> dict[str, str]:
+    """A picks two sample photos with the file picker, then drops the sample video."""
+    page = user_a.page
+    record_statuses(page)
+    before = card_paths(page)
+    page.set_input_files("#file-input", [str(PHOTO), str(CAT)])
+    photo = new_card_path(page, before, PHOTO.name)
+    cat = new_card_path(page, before, CAT.name)
+    drop_file(page, VIDEO.name, VIDEO.read_bytes(), "video/mp4")
+    video = new_card_path(page, before | {photo, cat}, VIDEO.name)
+    for path in (photo, cat, video):
+        assert wait_final(user_a, path) == "done"
+    return {"photo": photo, "cat": cat, "video": video}
+
+
+def stored_result(firestore_db: Any, path: str) -> dict[str, Any]:
+    snap = firestore_db.collection("mediaResults").document(result_doc_id(path)).get()
+    assert snap.exists, f"no result document for {path}"
+    return snap.to_dict() or {}
+
+
+def test_a_user_sees_the_labels_of_their_photo_as_the_function_wrote_them(
+    user_a: User, a_uploads: dict[str, str], firestore_db: Any
+) -> None:
+    path = a_uploads["photo"]
+    assert path.startswith(f"uploads/{user_a.uid}/")
+    stored = stored_result(firestore_db, path)
+    card = user_a.card(path)
+    assert shown_labels(card) == [item["label"] for item in stored["labels"]]
+    assert stored["customMetadata"]["originalName"] == PHOTO.name
+    assert card.locator(".name").inner_text() == PHOTO.name
+    seen = user_a.page.evaluate("[...window.seenStatuses]")
+    assert any(s.startswith("Uploading") for s in seen), seen  # progress was shown
+    assert user_a.errors == []
+
+
+def test_a_video_shows_its_labels_timeline_and_a_strip_of_every_analysed_frame(
+    user_a: User, a_uploads: dict[str, str], firestore_db: Any
+) -> None:
+    path = a_uploads["video"]
+    stored = stored_result(firestore_db, path)
+    card = user_a.card(path)
+    assert shown_labels(card) == [item["label"] for item in stored["labels"]]
+    segments = card.locator('[data-testid="segment"]')
+    assert segments.count() == len(stored["video"]["segments"]) >= 1
+    assert segments.first.inner_text() == stored["video"]["segments"][0]["label"]
+    strip = card.locator('[data-testid="frames"] li')
+    strip.first.wait_for(timeout=20_000)
+    assert strip.count() == stored["video"]["framesAnalyzed"]
+
+
+def test_the_history_lists_the_users_uploads_newest_first(
+    user_a: User, a_uploads: dict[str, str]
+) -> None:
+    paths = user_a.page.eval_on_selector_all(
+        '[data-testid="result-card"]', "els => els.map((e) => e.dataset.path)"
+    )
+    assert paths[0] == a_uploads["video"]
+    assert set(paths[1:3]) == {a_uploads["photo"], a_uploads["cat"]}
+    # A fresh page (reload) builds the same list from the owner query alone.
+    user_a.page.reload()
+    user_a.card(a_uploads["photo"]).wait_for(timeout=30_000)
+    reloaded = user_a.page.eval_on_selector_all(
+        '[data-testid="result-card"]', "els => els.map((e) => e.dataset.path)"
+    )
+    assert reloaded[:3] == paths[:3]
+
+
+def test_another_user_sees_none_of_them_and_is_refused_a_direct_read(
+    user_b: User, a_uploads: dict[str, str], web_url: str
+) -> None:
+    page = user_b.page
+    page.wait_for_selector('[data-testid="history-empty"]:not([hidden])', timeout=30_000)
+    assert card_paths(page) == set()
+    # B opens a link to A's result: the page reads mediaResults/{id} directly.
+    page.goto(f"{web_url}#result={urllib.parse.quote(a_uploads['photo'], safe='')}")
+    linked = page.locator('[data-testid="linked-card"]')
+    linked.and_(page.locator('[data-status="refused"]')).wait_for(timeout=30_000)
+    error = linked.locator('[data-testid="card-error"]')
+    assert error.get_attribute("data-code") == "permission-denied"
+    assert "don't have access" in error.inner_text()
+    assert linked.locator('[data-testid="labels"]').count() == 0
+    assert user_b.errors == []
+
+
+def test_classify_again_calls_the_classify_function_and_shows_its_labels(
+    user_a: User, a_uploads: dict[str, str], firestore_db: Any
+) -> None:
+    path = a_uploads["photo"]
+    card = user_a.card(path)
+    card.locator('[data-action="classify"]').click()
+    card.locator('[data-testid="ondemand-labels"]').wait_for(timeout=RESULT_TIMEOUT_MS)
+    top = shown_labels(card, "ondemand-labels")[0]
+    assert top == stored_result(firestore_db, path)["labels"][0]["label"]
+
+
+def test_the_results_page_fits_a_phone_screen(
+    user_a: User, a_uploads: dict[str, str], request: pytest.FixtureRequest
+) -> None:
+    page = user_a.page
+    page.goto(page.url.split("#")[0])
+    user_a.card(a_uploads["video"]).locator('[data-testid="frames"]').wait_for(timeout=30_000)
+    save_screenshot(page, request)
+    page.set_viewport_size({"width": 390, "height": 844})
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, f"the page scrolls sideways at phone width ({width} px)"
+    page.screenshot(path=str(screens_dir() / "web-app-phone.png"), full_page=True)
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+
+def expected_title(page: Page, code: str) -> str:
+    title = page.evaluate("(code) => window.mediaClassifier.describeError({code}).title", code)
+    fallback = page.evaluate("() => window.mediaClassifier.describeError({}).title")
+    assert title != fallback, f"{code} has no message of its own"
+    return str(title)
+
+
+def test_a_broken_upload_shows_its_error_code_as_a_human_message(
+    user_a: User, firestore_db: Any
+) -> None:
+    page = user_a.page
+    before = card_paths(page)
+    drop_file(page, "broken.jpg", BROKEN_JPEG, "image/jpeg")
+    path = new_card_path(page, before, "broken.jpg")
+    assert wait_final(user_a, path) == "error"
+    code = stored_result(firestore_db, path)["error"]["code"]
+    assert code == "CORRUPT_MEDIA"
+    box = user_a.card(path).locator('[data-testid="result-error"]')
+    assert box.get_attribute("data-code") == code
+    assert box.locator(".alert-title").inner_text() == expected_title(page, code)
+
+
+def test_checking_a_file_without_upload_reports_the_callables_error_code(
+    user_a: User, tmp_path: Path
+) -> None:
+    page = user_a.page
+    text = tmp_path / "notes.txt"
+    text.write_text("not a photo\n")
+    page.click(".quick summary")
+    page.set_input_files('[data-testid="quick-input"]', str(text))
+    box = page.locator('[data-testid="quick-error"]')
+    box.wait_for(timeout=RESULT_TIMEOUT_MS)
+    assert box.get_attribute("data-code") == "UNSUPPORTED_MEDIA"
+    assert box.locator(".alert-title").inner_text() == expected_title(page, "UNSUPPORTED_MEDIA")
+    page.set_input_files('[data-testid="quick-input"]', str(PHOTO))
+    page.locator('[data-testid="quick-labels"]').wait_for(timeout=RESULT_TIMEOUT_MS)
+
+
+def test_deleting_an_upload_removes_it_and_its_result(
+    user_a: User, firestore_db: Any, storage_bucket: Any
+) -> None:
+    page = user_a.page
+    before = card_paths(page)
+    flower = SAMPLES / "images" / "flower.jpg"
+    page.set_input_files("#file-input", str(flower))
+    path = new_card_path(page, before, flower.name)
+    assert wait_final(user_a, path) == "done"
+    card = user_a.card(path)
+    card.locator('[data-action="delete"]').click()
+    card.locator('[data-action="delete"]', has_text="Confirm").click()
+    card.wait_for(state="detached", timeout=60_000)
+    assert not storage_bucket.blob(path).exists()
+    ref = firestore_db.collection("mediaResults").document(result_doc_id(path))
+    assert not ref.get().exists
+
+
+def screens_dir() -> Path:
+    folder = Path(tempfile.gettempdir()) / "mc-web-screens"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+def save_screenshot(page: Page, request: pytest.FixtureRequest) -> None:
+    """The results page at desktop width: always under $TMPDIR/mc-web-screens, and at
+    ``MC_WEB_SCREENSHOT`` when set (the README's picture, ``make web-screenshot``)."""
+    page.evaluate("window.scrollTo(0, 0)")
+    page.mouse.move(0, 0)
+    shot = screens_dir() / "web-app.png"
+    page.screenshot(
+        path=str(shot), full_page=True, clip={"x": 0, "y": 0, "width": 1280, "height": 1180}
+    )
+    target = os.environ.get("MC_WEB_SCREENSHOT")
+    if target:
+        # A palette PNG: a third of the bytes, and photos still look like photos.
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+        with Image.open(shot) as image:
+            small = image.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+            small.save(target, optimize=True)

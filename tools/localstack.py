@@ -631,10 +631,10 @@ class LocalStack:
 
     def start(self) -> None:
         """Start everything and wait until it is usable; on failure stop what started."""
-        began = time.monotonic()
         self.project_dir = Path(self.project_dir).resolve()
         self._check_layout()
         self._acquire_lock()
+        began = time.monotonic()  # the wait for another stack is not start-up time
         try:
             if self.log_dir is None:
                 self.log_dir = Path(tempfile.mkdtemp(prefix="mc-localstack-"))

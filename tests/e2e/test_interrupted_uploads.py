@@ -6,23 +6,25 @@ files through the Storage emulator, lets the real trigger finish them, then puts
 documents back into the state a dead worker leaves: ``processing``, last touched long
 ago, taken by one worker (retried) or by two (given up). A live claim and a finished
 result stay untouched. Recovery runs twice: as the command an operator runs, and as the
-scheduled function ``main.recover_interrupted`` through the SDK's own wrapper.
+scheduled function ``recover_interrupted``, run by the Functions emulator as Cloud
+Scheduler runs it (a POST to its URL; the emulator loads it with Pub/Sub beside it).
 """
 
 from __future__ import annotations
 
 import json
+import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import flask
+import pytest
 
 from media_classifier import recovery, results
 from media_classifier.results import STALE_CLAIM
 from media_classifier.storage_handler import Flow
 from tests.e2e.conftest import RESULTS_COLLECTION, run_command
-from tools.localstack import result_doc_id
+from tools.localstack import HOST, PORTS, PROJECT_ID, LocalStack, result_doc_id
 
 REPO = Path(__file__).resolve().parents[2]
 FUNCTIONS = REPO / "functions"
@@ -115,19 +117,39 @@ def test_recover_command_retries_once_then_gives_up(
     }
 
 
-def test_the_scheduled_function_runs_the_same_recovery(
-    object_name, upload, wait_for_result, firestore_db, main_module
+def _scheduled_function_url(stack: LocalStack | None) -> str:
+    """Where the Functions emulator serves ``recover_interrupted`` (skips if it does not).
+
+    It loads scheduled functions only with the Pub/Sub emulator beside it, and never
+    ticks Python ones: a POST to that URL is how a test (or Cloud Scheduler) runs one.
+    """
+    if stack is not None and "pubsub" not in stack.emulators:
+        pytest.skip("no Pub/Sub emulator (google-cloud-cli-pubsub-emulator): not loaded")
+    url = f"http://{HOST}:{PORTS['functions']}/{PROJECT_ID}/us-central1/recover_interrupted-0"
+    return url
+
+
+def test_the_scheduled_function_runs_the_same_recovery_in_the_functions_emulator(
+    object_name, upload, wait_for_result, firestore_db, stack
 ) -> None:
+    url = _scheduled_function_url(stack)
     refs = _dead_pair(object_name, upload, wait_for_result, firestore_db)
 
-    headers = {"X-CloudScheduler-JobName": "firebase-schedule-recover_interrupted"}
-    with flask.Flask("scheduler").test_request_context("/", method="POST", headers=headers):
-        # The deployed entry point, through the SDK's scheduler wrapper.
-        response = main_module.recover_interrupted(flask.request)
-    assert response.status_code == 200
+    request = urllib.request.Request(
+        url,
+        data=b"{}",
+        headers={
+            "Content-Type": "application/json",
+            "X-CloudScheduler-JobName": "firebase-schedule-recover_interrupted-us-central1",
+        },
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=240) as response:  # the sweep runs inside
+        assert response.status == 200
 
     died, died_again = (refs[key].get().to_dict() for key in ("died", "died-again"))
     assert died["status"] == "done" and died["labels"][0]["label"] in COFFEE
+    assert died["attempts"] == 2
     assert died_again["status"] == "error" and died_again["error"]["code"] == "INTERRUPTED"
 
 

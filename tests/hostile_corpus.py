@@ -152,6 +152,79 @@ def jpeg_with_size(width: int, height: int) -> bytes:
     return bytes(data)
 
 
+def jpeg_claiming(width: int, height: int, *, progressive: bool = False) -> bytes:
+    """A 64x64 JPEG whose frame header claims ``width`` x ``height``: data for 64x64 only.
+
+    libjpeg meets the end marker long before the blocks the header promises, warns (which
+    Pillow ignores) and decodes the rest as grey: this came back ``done`` with a label.
+    """
+    data = bytearray(_save(_gradient((64, 64)), "JPEG", quality=85, progressive=progressive))
+    sof = data.find(b"\xff\xc2" if progressive else b"\xff\xc0")
+    struct.pack_into(">HH", data, sof + 5, height, width)
+    return bytes(data)
+
+
+def jpeg_cut_with_end_marker(keep: float = 0.5, **save: object) -> bytes:
+    """A 640x480 JPEG cut after ``keep`` of its bytes, with an end marker put back.
+
+    A plain cut is refused by Pillow ("image file is truncated"); the end marker makes
+    libjpeg fill the missing blocks with grey instead, silently.
+    """
+    data = _save(_gradient((640, 480)), "JPEG", quality=85, **save)
+    return data[: int(len(data) * keep)] + b"\xff\xd9"
+
+
+def png_missing_rows(
+    width: int = 64, height: int = 64, *, rows: int = 10, bit_depth: int = 8, colour_type: int = 2
+) -> bytes:
+    """A PNG whose zlib stream ends, cleanly, after ``rows`` of its ``height`` rows.
+
+    Pillow's decoder stops at the end of the stream and leaves the other rows zero.
+    """
+    channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[colour_type]
+    row = b"\x00" + bytes((7 + i) % 256 for i in range(width * channels * bit_depth // 8))
+    if colour_type == 3:
+        return _palette_rows_png(width, height, rows)
+    return png_raw(width, height, bit_depth=bit_depth, colour_type=colour_type, rows=row * rows)
+
+
+def _palette_rows_png(width: int, height: int, rows: int) -> bytes:
+    palette = bytes(range(256)) * 3
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 3, 0, 0, 0)
+    data = (b"\x00" + bytes(i % 256 for i in range(width))) * rows
+    return (
+        PNG_SIGNATURE
+        + _chunk(b"IHDR", ihdr)
+        + _chunk(b"PLTE", palette[:768])
+        + _chunk(b"IDAT", zlib.compress(data))
+        + _chunk(b"IEND", b"")
+    )
+
+
+def gif_frame_claiming(width: int, height: int) -> bytes:
+    """A GIF whose screen and frame claim ``width`` x ``height``, with 16x16 of LZW data."""
+    data = bytearray(_save(_gradient((16, 16)).convert("P"), "GIF"))
+    flags = data[10]
+    pos = 13 + (3 * 2 ** ((flags & 7) + 1) if flags & 0x80 else 0)
+    while data[pos] == 0x21:  # extension blocks before the image descriptor
+        pos += 2
+        while data[pos]:
+            pos += data[pos] + 1
+        pos += 1
+    struct.pack_into("<HH", data, 6, width, height)
+    struct.pack_into("<HH", data, pos + 5, width, height)
+    return bytes(data)
+
+
+def heic_claiming_twice_its_size() -> bytes:
+    """A real HEIC whose ``ispe`` box claims twice the width and height it codes."""
+    data = bytearray(heic_still())
+    at = data.index(b"ispe") + 8
+    width, height = struct.unpack_from(">II", data, at)
+    struct.pack_into(">II", data, at, width * 2, height * 2)
+    return bytes(data)
+
+
 def gif_with_screen(width: int, height: int) -> bytes:
     """A 1x1 GIF frame on a logical screen of ``width`` x ``height``."""
     data = bytearray(_save(Image.new("P", (1, 1)), "GIF"))
@@ -346,6 +419,7 @@ def corpus(
     jpeg = _save(_gradient(), "JPEG", quality=85)
     png = _save(_gradient(), "PNG")
     heic = heic_still()
+    webp = _save(_gradient((320, 240)), "WEBP", quality=80)
     mp4 = tiny_mp4()
     random_bytes = bytes(rng.randrange(256) for _ in range(4096))
     # Random bytes must not start with a known signature by chance (the seed is fixed).
@@ -373,6 +447,56 @@ def corpus(
         ("truncated.jpg", jpeg[: len(jpeg) // 2], "image/jpeg", CORRUPT, "truncated-jpeg: half"),
         ("jpeg-header-only.jpg", jpeg[:120], "image/jpeg", CORRUPT, "jpeg-header-only: 120 B"),
         ("truncated.png", png[: len(png) // 2], "image/png", CORRUPT, "truncated-png: half"),
+        # The data ends before the picture does, yet the decoder would not say so.
+        (
+            "jpeg-claims-7000.jpg",
+            jpeg_claiming(7_000, 7_000),
+            "image/jpeg",
+            CORRUPT,
+            "jpeg-claims-7000: 64x64 of data under a 7000x7000 header",
+        ),
+        (
+            "progressive-claims-7000.jpg",
+            jpeg_claiming(7_000, 7_000, progressive=True),
+            "image/jpeg",
+            CORRUPT,
+            "progressive-jpeg-claims-7000: 64x64 of data under a 7000x7000 header",
+        ),
+        (
+            "jpeg-cut-eoi.jpg",
+            jpeg_cut_with_end_marker(0.5),
+            "image/jpeg",
+            CORRUPT,
+            "jpeg-cut-with-end-marker: half the data, then EOI",
+        ),
+        (
+            "png-missing-rows.png",
+            png_missing_rows(),
+            "image/png",
+            CORRUPT,
+            "png-missing-rows: zlib stream ends after 10 of 64 rows",
+        ),
+        (
+            "png16-missing-rows.png",
+            png_missing_rows(bit_depth=16),
+            "image/png",
+            CORRUPT,
+            "png-16-bit-missing-rows: the Pillow path",
+        ),
+        (
+            "gif-claims-64.gif",
+            gif_frame_claiming(64, 64),
+            "image/gif",
+            CORRUPT,
+            "gif-frame-claims-more: 16x16 of data in a 64x64 frame",
+        ),
+        (
+            "webp-cut.webp",
+            webp[: len(webp) // 2],
+            "image/webp",
+            CORRUPT,
+            "webp-truncated",
+        ),
         ("png-sig-only.png", PNG_SIGNATURE, "image/png", CORRUPT, "png-signature-only: 8 B"),
         (
             "png-bad-crc.png",
@@ -584,6 +708,13 @@ def corpus(
             "heic-ftyp-only: the brand box and nothing else",
         ),
         ("heic-cut.heic", heic[: len(heic) // 2], "image/heic", CORRUPT, "heic-truncated: half"),
+        (
+            "heic-claims-2x.heic",
+            heic_claiming_twice_its_size(),
+            "image/heic",
+            CORRUPT,
+            "heic-claims-larger: ispe says twice the coded size",
+        ),
         ("heic-bomb.heic", heic_bomb(), "image/heic", TOO_LARGE, "heic-bomb: 20000x20000 header"),
         # Lying content types: the bytes decide.
         ("photo-as-video.mp4", jpeg, "video/mp4", DONE, "lie-jpeg-as-video/mp4"),

@@ -16,7 +16,10 @@ Why each step is here:
 * a common still PNG is decoded by libpng (:mod:`.png_fast`, 2-2.5x faster than
   Pillow's decoder, same pixels); everything else by Pillow;
 * every Pillow mode (palette, alpha, CMYK, 16-bit, greyscale) ends as 8-bit RGB,
-  alpha composited on white like a viewer shows it.
+  alpha composited on white like a viewer shows it;
+* an image whose data ends before its picture does is CORRUPT_MEDIA, never labels for
+  the fill a decoder put in the gap (:mod:`.truncation`: libjpeg and Pillow's PNG
+  decoder fill silently, the others raise).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import struct
 import warnings
 from typing import TYPE_CHECKING
 
-from . import heif
+from . import heif, truncation
 from .errors import ErrorCode, MediaError
 from .sniff import HEAD_BYTES, iso_image_mime
 
@@ -199,6 +202,37 @@ def _draft_jpeg(img: Image.Image, request: tuple[int, int], data: bytes | None) 
     return small
 
 
+def _check_jpeg(data: bytes, layout: truncation.JpegLayout | None) -> None:
+    short = truncation.jpeg_shortfall(data, layout)
+    if short is not None:
+        raise MediaError(ErrorCode.CORRUPT_MEDIA, short)
+
+
+def _check_complete(img: Image.Image, data: bytes | None, request: tuple[int, int] | None) -> None:
+    """CORRUPT_MEDIA if a decoder filled in data the file does not hold (:mod:`.truncation`).
+
+    Each check looks deeper only when the decoded pixels could be such a fill (a last
+    pixel of libjpeg's grey, a last PNG row of zeros) or the file is small enough for
+    looking to cost nothing, so a photo costs one pixel read.
+    """
+    if data is None:
+        return
+    if img.format in ("JPEG", "MPO") and (
+        len(data) <= truncation.SMALL_FILE_BYTES or truncation.jpeg_grey_corner(img)
+    ):
+        layout = truncation.jpeg_layout(data)
+        _check_jpeg(data, layout)
+        if truncation.jpeg_cut_short(data, layout, request):
+            raise MediaError(
+                ErrorCode.CORRUPT_MEDIA,
+                "the JPEG's data ends before its picture does (its coded data stops early)",
+            )
+    elif img.format == "PNG":
+        missing = truncation.png_rows_missing(data, img)
+        if missing is not None:
+            raise MediaError(ErrorCode.CORRUPT_MEDIA, missing)
+
+
 def load_rgb(
     img: Image.Image,
     *,
@@ -218,14 +252,21 @@ def load_rgb(
         if data is not None and img.format == "PNG":
             from . import png_fast
 
-            fast = png_fast.decode(data, img)
+            fast = png_fast.decode(data, img)  # libpng refuses files that end early
             if fast is not None:
                 return _to_rgb(fast)
+        if data is not None and img.format == "JPEG" and img.info.get("progressive"):
+            # Checked before decoding: libjpeg reads every scan of a progressive file
+            # before it outputs a pixel, so no decode can show where the data stopped.
+            _check_jpeg(data, truncation.jpeg_layout(data))
+        request = None
         if target is not None and img.format == "JPEG":
-            img = _draft_jpeg(img, _draft_request(img, target, policy), data)
+            request = _draft_request(img, target, policy)
+            img = _draft_jpeg(img, request, data)
         if img.format != "HEIF":  # HEIF opens at its primary image, which may not be frame 0
             img.seek(0)
         img.load()
+        _check_complete(img, data, request)
         if img.getexif().get(_ORIENTATION_TAG, 1) != 1:
             img = image_ops.exif_transpose(img)
         return _to_rgb(img)

@@ -121,11 +121,20 @@ XMP_ROTATED = '<x:xmpmeta><rdf:Description tiff:Orientation="6"/></x:xmpmeta>'
 
 
 def _outcome(data: bytes, *, fast: bool) -> tuple:
-    """What load_rgb gives: (mode, size, pixels), or the error code."""
+    """What load_rgb gives: (mode, size, pixels), or the error code.
+
+    ``fast=False`` is the Pillow path as served (libpng switched off, the bytes given,
+    so the truncation rule applies to both paths alike).
+    """
+    saved = png_fast._decoder
+    if not fast:
+        png_fast._decoder = False
     try:
-        img = load_rgb(open_image(data, max_pixels=LIMIT), data=data if fast else None)
+        img = load_rgb(open_image(data, max_pixels=LIMIT), data=data)
     except MediaError as exc:
         return ("error", exc.code)
+    finally:
+        png_fast._decoder = saved
     return (img.mode, img.size, np.asarray(img).tobytes())
 
 

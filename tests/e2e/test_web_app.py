@@ -17,6 +17,7 @@ names another binary. ``MC_WEB_SCREENSHOT=path.png`` saves the results page ther
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import shutil
 import tempfile
@@ -31,6 +32,7 @@ from typing import Any
 import pytest
 from PIL import Image
 from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from tools.localstack import HOST, PORTS, LocalStack, result_doc_id
 
@@ -45,14 +47,10 @@ RESULT_TIMEOUT_MS = 120_000
 BROKEN_JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(256)) * 2
 
 
-def web_port() -> int:
-    return PORTS.get("hosting", 5000)
-
-
 @pytest.fixture(scope="module")
 def web_url(stack: LocalStack | None) -> str:
     """The app as the Hosting emulator serves it (the stack's ``hosting`` emulator)."""
-    url = f"http://{HOST}:{web_port()}/"
+    url = f"http://{HOST}:{PORTS['hosting']}/"
     try:
         with urllib.request.urlopen(url, timeout=10) as response:
             body = response.read().decode(errors="replace")
@@ -380,6 +378,13 @@ def save_screenshot(page: Page, request: pytest.FixtureRequest) -> None:
     ``MC_WEB_SCREENSHOT`` when set (the README's picture, ``make web-screenshot``)."""
     page.evaluate("window.scrollTo(0, 0)")
     page.mouse.move(0, 0)
+    # Videos show their first frame rather than a spinner (a nicety: never fails the test).
+    with contextlib.suppress(PlaywrightTimeoutError):
+        page.wait_for_function(
+            "[...document.querySelectorAll('video')]"
+            ".every((v) => v.readyState >= 2 && v.networkState !== v.NETWORK_LOADING)",
+            timeout=10_000,
+        )
     shot = screens_dir() / "web-app.png"
     page.screenshot(
         path=str(shot), full_page=True, clip={"x": 0, "y": 0, "width": 1280, "height": 1180}

@@ -564,7 +564,8 @@ function renderList() {
   while (grid.children.length > ordered.length) grid.lastElementChild.remove();
   $("#history-empty").hidden = ordered.length > 0 || !state.historyLoaded;
   $("#more").hidden = state.order.length < state.pageLimit;
-  $("#history-count").textContent = state.order.length ? `${state.order.length}${state.order.length >= state.pageLimit ? "+" : ""}` : "";
+  const n = state.order.length;
+  $("#history-count").textContent = n ? `${n}${n >= state.pageLimit ? "+" : ""} upload${n === 1 ? "" : "s"}` : "";
 }
 
 /** The user's results, newest first, live: a query on owner == uid (see firestore.indexes.json). */

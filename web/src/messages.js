@@ -191,7 +191,8 @@ export function describeError(error) {
   const code = stable ?? error?.code ?? null;
   const found = lookup(stable) ?? lookup(error?.code) ?? FALLBACK;
   let detail = typeof error?.message === "string" ? error.message : "";
-  detail = detail.replace(/^Firebase: /, "").replace(/ \((auth|storage)\/[a-z-]+\)\.?$/, "");
+  detail = detail.replace(/^Firebase: /, "").replace(/ ?\((auth|storage)\/[a-z-]+\)\.?$/, "");
+  if (/^(Error)?$/.test(detail.trim())) detail = ""; // the SDK said nothing but its code
   return { code: code ? String(code) : "UNKNOWN", title: found.title, message: found.message, detail };
 }
 

@@ -32,7 +32,7 @@ from typing import Any
 import pytest
 from PIL import Image
 from playwright.sync_api import Browser, Page, sync_playwright
-from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+from playwright.sync_api import Error as PlaywrightError
 
 from tools.localstack import HOST, PORTS, LocalStack, result_doc_id
 
@@ -367,6 +367,16 @@ def test_deleting_an_upload_removes_it_and_its_result(
     assert not ref.get().exists
 
 
+SETTLE_VIDEOS = """() => Promise.all([...document.querySelectorAll("video")].map(async (v) => {
+    v.muted = true;
+    await v.play().catch(() => {});
+    v.pause();
+    const seeked = new Promise((done) => v.addEventListener("seeked", done, {once: true}));
+    v.currentTime = 0;
+    await Promise.race([seeked, new Promise((done) => setTimeout(done, 5000))]);
+}))"""
+
+
 def screens_dir() -> Path:
     folder = Path(tempfile.gettempdir()) / "mc-web-screens"
     folder.mkdir(exist_ok=True)
@@ -378,13 +388,9 @@ def save_screenshot(page: Page, request: pytest.FixtureRequest) -> None:
     ``MC_WEB_SCREENSHOT`` when set (the README's picture, ``make web-screenshot``)."""
     page.evaluate("window.scrollTo(0, 0)")
     page.mouse.move(0, 0)
-    # Videos show their first frame rather than a spinner (a nicety: never fails the test).
-    with contextlib.suppress(PlaywrightTimeoutError):
-        page.wait_for_function(
-            "[...document.querySelectorAll('video')]"
-            ".every((v) => v.readyState >= 2 && v.networkState !== v.NETWORK_LOADING)",
-            timeout=10_000,
-        )
+    # Videos show their first frame rather than a loading spinner: play a moment, rewind.
+    with contextlib.suppress(PlaywrightError):
+        page.evaluate(SETTLE_VIDEOS)
     shot = screens_dir() / "web-app.png"
     page.screenshot(
         path=str(shot), full_page=True, clip={"x": 0, "y": 0, "width": 1280, "height": 1180}

@@ -1,4 +1,4 @@
-"""``python -m model_build {export-pretrained,extra-images,distill,train,export,evaluate} ...``.
+"""``python -m model_build {export-pretrained,...,evaluate,cpu-check} ...``.
 
 Each command lives in its own module with ``add_arguments`` and ``run``; modules are imported
 only when their command runs, so ``--help`` is fast and a missing optional package only breaks
@@ -29,6 +29,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": (
         "model_build.evaluate",
         "test-set metrics through the functions' serving code; writes the model card",
+    ),
+    "cpu-check": (
+        "model_build.cpu_check",
+        "optimized vs reference int8 execution on this CPU; records it in the model card",
     ),
 }
 

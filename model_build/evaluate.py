@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from model_build import cpu_check, plots
 from model_build import data as data_mod
-from model_build import plots
 from model_build.card import Card, mb, pct, table, write_card
 from model_build.latency import compare_latency
 from model_build.serving import add_functions_to_path, png_bytes
@@ -163,6 +163,14 @@ def run(args: argparse.Namespace) -> int:
     card_path.with_suffix(".eval.json").write_text(json.dumps(result, indent=1, default=str))
     card = build_card(args, result, cm_png, curves)
     write_card(card, card_path)
+    # The CPU this ran on, and its optimized execution next to the reference execution.
+    size = (main["input_size"][0], main["input_size"][1])
+    x = np.stack([serving_prepare(b, size, main["resize"]) for b in blobs])
+    row = cpu_check.measure(args.model, x, labels)
+    result["cpu_check"] = row
+    card_path.with_suffix(".eval.json").write_text(json.dumps(result, indent=1, default=str))
+    rows = json.loads(cpu_check.record(args.model, row).read_text())
+    cpu_check.update_card(card_path, cpu_check.render(rows))
     print(
         f"top-1 {main['top1']:.4f} top-5 {main['top5']:.4f} ({main['images']} images)"
         + (f"; compare top-1 {twin['top1']:.4f}" if twin else "")

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from model_build.contract import INPUT_NAME, OUTPUT_NAME, ModelMeta
+from model_build.serving import add_functions_to_path
 from model_build.wrapper import ServingModel
 
 OPSET = 17
@@ -84,11 +85,17 @@ def read_metadata(path: Path) -> ModelMeta:
 
 
 def session(path: Path, threads: int = 0) -> ort.InferenceSession:
-    """A CPU ONNX Runtime session (threads=0: ORT's default)."""
-    opts = ort.SessionOptions()
-    if threads:
-        opts.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    """A CPU ONNX Runtime session with the serving code's options (threads=0: all allocated).
+
+    Why the serving options: build-time checks must run the int8 kernels serving runs, which
+    depend on the CPU (``media_classifier.model.u8s8_saturates``).
+    """
+    add_functions_to_path()
+    from media_classifier.model import session_options
+
+    return ort.InferenceSession(
+        str(path), session_options(threads or None), providers=["CPUExecutionProvider"]
+    )
 
 
 def run_onnx(sess: ort.InferenceSession, batch: np.ndarray, chunk: int = 64) -> np.ndarray:

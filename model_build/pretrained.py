@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model_build import extra_images, samples
+from model_build import cpu_check, extra_images, samples
 from model_build.backbones import get_backbone
 from model_build.card import Card, mb, pct, table, write_card
 from model_build.contract import ModelMeta
@@ -692,7 +692,12 @@ def _write_card(args: argparse.Namespace, r: dict, rows: list) -> None:
         "quantized file behaves like the original, not how accurate either is. The ImageNet "
         "dataset's terms may apply to the weights.",
     )
-    write_card(card, args.out.with_suffix("").with_suffix(".md"))
+    card_path = args.out.with_suffix("").with_suffix(".md")
+    write_card(card, card_path)
+    # Every CPU measured with ``cpu-check`` so far keeps its row in the rewritten card.
+    rows = args.out.with_name(args.out.name.split(".", 1)[0] + ".cpus.json")
+    if rows.is_file():
+        cpu_check.update_card(card_path, cpu_check.render(json.loads(rows.read_text())))
 
 
 def main(argv: list[str] | None = None) -> int:

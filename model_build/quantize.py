@@ -3,6 +3,11 @@
 Only the network's own layers are quantized: the uint8->float cast, the normalization and the
 final softmax stay in float, so the file keeps the contract (probabilities sum to 1) and the
 first layer sees exactly the normalized input it was trained on.
+
+Weights are symmetric int8 and activations uint8 (U8S8), the fastest kernels on CPUs with
+AVX-512 VNNI, AMX or ARM64. On x86 CPUs without VNNI those kernels saturate; the serving code
+asks ONNX Runtime for its exact U8U8 path there (``media_classifier.model.session_options``),
+so one file gives the same answers everywhere (``model_build/notes/int8_on_every_cpu.md``).
 """
 
 from __future__ import annotations
@@ -35,12 +40,21 @@ METHODS = {
 }
 
 
+def even_batch(count: int, largest: int = 16) -> int:
+    """The largest batch size up to ``largest`` that divides ``count`` (1 for a prime count).
+
+    Why: ONNX Runtime's histogram calibrator (``percentile``) stacks every batch's outputs into
+    one array and fails with "inhomogeneous shape" when the last batch is shorter.
+    """
+    return max(d for d in range(1, max(1, min(largest, count)) + 1) if count % d == 0)
+
+
 class ArrayReader(CalibrationDataReader):
-    """Feeds calibration images (uint8 NHWC) to the calibrator in small batches."""
+    """Feeds calibration images (uint8 NHWC) to the calibrator in equal batches."""
 
     def __init__(self, images: np.ndarray, batch: int = 16) -> None:
         self._images = images
-        self._batch = batch
+        self._batch = even_batch(len(images), batch)
         self._it: Iterator[dict[str, np.ndarray]] = self._gen()
 
     def _gen(self) -> Iterator[dict[str, np.ndarray]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import threading
 import time
 from dataclasses import dataclass, field
@@ -44,15 +45,45 @@ def allocated_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def session_options(threads: int | None = None) -> Any:
-    """ONNX Runtime options for a small-CPU server: bounded threads, full graph optimization."""
+def u8s8_saturates() -> bool:
+    """Whether this CPU's U8S8 int8 kernels lose precision (x86 without AVX-512 VNNI).
+
+    ONNX Runtime multiplies uint8 activations by int8 weights with ``vpmaddubsw`` on x86 CPUs
+    without VNNI, and that instruction adds pairs of products in saturating 16-bit arithmetic:
+    measured on an AVX2-only CPU, 1.7 % of Fashion-MNIST test images changed their top-1 label.
+    Its U8U8 kernels are exact there, but 1.9x slower than U8S8 on a VNNI CPU, where U8S8 is
+    exact too (as on AMX and ARM64), so they are asked for only where they are needed. CPUID
+    is read through numpy's dispatcher, which knows the CPU the process really runs on.
+    """
+    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
+        return False
+    from numpy._core._multiarray_umath import __cpu_features__
+
+    return not __cpu_features__.get("AVX512VNNI", False)
+
+
+def session_options(threads: int | None = None, *, reference: bool = False) -> Any:
+    """ONNX Runtime options for a small-CPU server: bounded threads, full graph optimization.
+
+    ``reference=True`` turns graph optimization off: every QuantizeLinear / DequantizeLinear
+    then runs as written and the layers compute in float, which is what the int8 file means
+    independently of the CPU's integer kernels. Serving never uses it; the model checks
+    compare the two (``tests/functions/test_shipped_models.py``, ``model_build cpu-check``).
+    """
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads or allocated_cpus()
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.graph_optimization_level = (
+        ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        if reference
+        else ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    )
+    if u8s8_saturates():
+        # ONNX Runtime's own remedy: its int8 weights are widened and run by the U8U8 kernels.
+        opts.add_session_config_entry("session.x64quantprecision", "1")
     opts.log_severity_level = 3
     return opts
 
@@ -74,13 +105,20 @@ class Model:
     session: Any = field(repr=False)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], *, threads: int | None = None) -> Model:
-        """Create the session and validate the contract; raises :class:`ModelContractError`."""
+    def load(
+        cls, path: str | os.PathLike[str], *, threads: int | None = None, reference: bool = False
+    ) -> Model:
+        """Create the session and validate the contract; raises :class:`ModelContractError`.
+
+        ``reference``: the unoptimized execution (see :func:`session_options`), for checks.
+        """
         import onnxruntime as ort
 
         path = Path(path)
         session = ort.InferenceSession(
-            str(path), sess_options=session_options(threads), providers=["CPUExecutionProvider"]
+            str(path),
+            sess_options=session_options(threads, reference=reference),
+            providers=["CPUExecutionProvider"],
         )
         meta = session.get_modelmeta().custom_metadata_map
         missing = [k for k in REQUIRED_METADATA if k not in meta]

@@ -12,7 +12,7 @@ from torch import nn
 
 from model_build.contract import ModelMeta
 from model_build.onnx_export import export_onnx, read_metadata, run_onnx, run_torch, session
-from model_build.quantize import quantize_int8
+from model_build.quantize import METHODS, even_batch, quantize_int8
 from model_build.wrapper import Normalize
 
 MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
@@ -132,3 +132,19 @@ def test_percentile_narrows_activation_ranges(
     assert wide.keys() == narrow.keys() and wide
     assert all(narrow[k] <= wide[k] for k in wide)
     assert any(narrow[k] < 0.9 * wide[k] for k in wide)
+
+
+@pytest.mark.parametrize("count", [1, 7, 17, 23, 100])
+def test_every_calibration_method_takes_any_number_of_images(
+    exported: tuple[nn.Module, Path, Path], tmp_path: Path, count: int
+) -> None:
+    """The histogram calibrator stacks all batches: a short last batch used to crash it."""
+    _, fp32, _ = exported
+    calib = np.random.default_rng(count).integers(0, 256, (count, 16, 20, 3), dtype=np.uint8)
+    for method in METHODS:
+        assert quantize_int8(fp32, tmp_path / f"{method}.onnx", calib, method=method).is_file()
+
+
+@pytest.mark.parametrize(("count", "batch"), [(512, 16), (510, 15), (509, 1), (24, 12), (3, 3)])
+def test_calibration_batches_divide_the_image_count(count: int, batch: int) -> None:
+    assert even_batch(count) == batch

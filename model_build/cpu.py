@@ -1,0 +1,98 @@
+"""Which CPU a number came from, as far as int8 inference is concerned.
+
+ONNX Runtime picks its integer kernels at run time from the CPU's instruction sets: AVX2,
+AVX-512 (without VNNI), AVX-512 VNNI, AMX on x86; the dot-product extension on ARM64. Speed
+and, for U8S8 models, the answers themselves differ between them, so every accuracy or
+latency figure this build step writes says which of them it ran on.
+
+Instruction sets are read from CPUID through numpy's dispatcher, not from ``/proc/cpuinfo``:
+under a user-mode emulator (``qemu-x86_64 -cpu Haswell``, how an AVX2-only CPU is checked on
+a newer machine) ``/proc/cpuinfo`` still describes the host, while CPUID describes what the
+program, ONNX Runtime included, actually gets.
+"""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+from typing import Any
+
+from numpy._core._multiarray_umath import __cpu_features__ as _CPUID
+
+from model_build.serving import add_functions_to_path
+
+
+def _proc_cpuinfo() -> tuple[str, set[str]]:
+    """Model name and flags of the first processor in ``/proc/cpuinfo`` (Linux), else blanks."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine(), set()
+    name, flags = "", set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip().lower()
+        if key in ("model name", "hardware", "cpu model") and not name:
+            name = value.strip()
+        elif key in ("flags", "features") and not flags:
+            flags = set(value.split())
+    return name or platform.machine(), flags
+
+
+def describe() -> dict[str, Any]:
+    """The CPU as int8 kernels see it: name, the instruction sets that matter, the kernel class.
+
+    ``int8_kernels`` names the class ONNX Runtime's MLAS library dispatches to, from the
+    instruction sets: ``amx``, ``avx512-vnni``, ``avx-vnni``, ``avx512``, ``avx2``, ``arm64-dot``,
+    ``arm64`` or ``other``. ``emulated`` is true when CPUID offers less than the host
+    (a user-mode emulator), and the name then says so.
+    """
+    name, flags = _proc_cpuinfo()
+    machine = platform.machine().lower()
+    feats = {
+        "avx2": bool(_CPUID.get("AVX2")),
+        "avx512f": bool(_CPUID.get("AVX512F")),
+        "avx512_vnni": bool(_CPUID.get("AVX512VNNI")),
+        # numpy does not probe AMX or AVX-VNNI; the kernel only trusts them where CPUID (as
+        # numpy sees it) agrees with the host flags on the AVX-512 level.
+        "amx": "amx_int8" in flags and bool(_CPUID.get("AVX512F")),
+        "avx_vnni": "avx_vnni" in flags and bool(_CPUID.get("AVX2")),
+        "arm64_dot": bool(_CPUID.get("ASIMDDP")),
+    }
+    emulated = ("avx512f" in flags and not feats["avx512f"]) or (
+        "avx2" in flags and not feats["avx2"]
+    )
+    if feats["amx"]:
+        kernels = "amx"
+    elif feats["avx512_vnni"]:
+        kernels = "avx512-vnni"
+    elif feats["avx_vnni"]:
+        kernels = "avx-vnni"
+    elif feats["avx512f"]:
+        kernels = "avx512"
+    elif feats["avx2"]:
+        kernels = "avx2"
+    elif machine in ("aarch64", "arm64"):
+        kernels = "arm64-dot" if feats["arm64_dot"] else "arm64"
+    else:
+        kernels = "other"
+    if emulated:
+        name = f"{kernels.upper()}-only CPU emulated by qemu on {name}"
+    add_functions_to_path()
+    from media_classifier.model import u8s8_saturates
+
+    path = "U8U8 (x64quantprecision)" if u8s8_saturates() else "U8S8"
+    return {
+        "name": name,
+        "machine": machine,
+        "int8_kernels": kernels,
+        "serving_int8_path": path,
+        "emulated": emulated,
+    } | feats
+
+
+def summary(cpu: dict[str, Any]) -> str:
+    """One line for tables: name, then the instruction sets present."""
+    flags = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx", "arm64_dot")
+    present = [k for k in flags if cpu.get(k)]
+    return f"{cpu['name']} ({', '.join(present) or cpu['machine']})"

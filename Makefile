@@ -102,7 +102,7 @@ serve: setup
 	$(DEV_VENV)/bin/python tools/serve.py
 
 # --- tests --------------------------------------------------------------------
-test: setup model-build-venv chromium
+test: setup model-build-venv fashion-data chromium
 	$(MAKE) --no-print-directory lint
 	$(DEV_VENV)/bin/python -m pytest tests/functions tests/web tests/e2e tests/tools $(PYTEST_ARGS)
 	$(MB_VENV)/bin/python -m pytest tests/model_build $(PYTEST_ARGS)

@@ -16,7 +16,7 @@ WEB_DIR := web
 RULES_DIR := tests/rules
 PYTEST_ARGS ?=
 
-.PHONY: help setup venv dev-venv emulators rules-tests web chromium web-screenshot model-build-venv fashion-data demo serve test test-unit test-e2e test-model-build lint bench clean
+.PHONY: help setup venv dev-venv emulators rules-tests web qemu chromium web-screenshot model-build-venv fashion-data demo serve test test-unit test-e2e test-model-build lint bench clean
 
 help:
 	@sed -n '2,6p' Makefile
@@ -66,6 +66,17 @@ $(WEB_DIR)/dist/index.html: $(WEB_DIR)/node_modules/.stamp $(WEB_DIR)/build.mjs 
 	cd $(WEB_DIR) && node build.mjs
 
 # The browser tests drive the system Chromium (Debian's package; Playwright downloads nothing).
+# qemu's user-mode emulator: the model tests also run on an emulated AVX2-only CPU.
+qemu:
+	@if command -v qemu-x86_64 >/dev/null; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -q qemu-user || { apt-get update -q && apt-get install -y -q qemu-user; }; \
+	else \
+	  echo "qemu-x86_64 is missing: the AVX2-only CPU test will be skipped."; \
+	  echo "Install it with: sudo apt-get install -y qemu-user"; \
+	fi
+
 chromium:
 	@if [ -n "$$MC_CHROMIUM" ] || command -v chromium >/dev/null; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -102,7 +113,7 @@ serve: setup
 	$(DEV_VENV)/bin/python tools/serve.py
 
 # --- tests --------------------------------------------------------------------
-test: setup model-build-venv fashion-data chromium
+test: setup model-build-venv fashion-data qemu chromium
 	$(MAKE) --no-print-directory lint
 	$(DEV_VENV)/bin/python -m pytest tests/functions tests/web tests/e2e tests/tools $(PYTEST_ARGS)
 	$(MB_VENV)/bin/python -m pytest tests/model_build $(PYTEST_ARGS)

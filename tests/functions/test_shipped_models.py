@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -128,3 +133,66 @@ def test_serving_asks_for_exact_int8_kernels_exactly_where_u8s8_saturates() -> N
     assert configured is not exact_u8s8, cpu
     # The reference execution never fuses: graph optimization is off.
     assert session_options(1, reference=True).graph_optimization_level.name == "ORT_DISABLE_ALL"
+
+
+# --- an AVX2-only CPU, emulated --------------------------------------------------------------
+# qemu's user-mode emulator runs this machine's Python on a CPU that offers AVX2 and nothing
+# newer (``-cpu Haswell-v4``), so every `make test` checks the int8 path of the CPUs that lack
+# VNNI, whatever CPU it runs on. ``make qemu`` installs the emulator (Debian's qemu-user).
+QEMU = shutil.which("qemu-x86_64")
+#: First-500 Fashion-MNIST test images whose top-1 label changes under saturating U8S8 kernels
+#: (found by running the shipped file without the exact path under this emulator), then the
+#: first images of the set.
+FLIPPED_BY_SATURATION = [27, 42, 43, 98, 271, 444]
+SATURATION_PROBES = [*FLIPPED_BY_SATURATION, *range(8)]
+PYTHONPATH = [
+    Path(__file__).resolve().parents[2] / "functions",
+    Path(__file__).resolve().parents[2],
+]
+AVX2_SCRIPT = """
+import json, sys
+import numpy as np
+from media_classifier.model import Model, u8s8_saturates, session_options
+import onnxruntime as ort
+from model_build.cpu import describe
+from model_build.cpu_check import fashion_inputs
+path, picks = sys.argv[1], json.loads(sys.argv[2])
+served, reference = Model.load(path, threads=1), Model.load(path, threads=1, reference=True)
+opts = ort.SessionOptions()
+opts.intra_op_num_threads = 1
+plain = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+x, _ = fashion_inputs(served.input_size, served.resize_policy, limit=max(picks) + 1)
+x = x[picks]
+top = lambda p: p.argmax(1).tolist()
+print(json.dumps({
+    "cpu": describe(),
+    "saturates": u8s8_saturates(),
+    "served": top(served.predict(x)),
+    "reference": top(reference.predict(x)),
+    "plain": top(plain.run(None, {plain.get_inputs()[0].name: x})[0]),
+}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(QEMU is None, reason="qemu-x86_64 missing: `make qemu` installs qemu-user")
+def test_an_avx2_only_cpu_gives_the_reference_answers() -> None:
+    if not FASHION_DIR.is_dir():
+        pytest.skip("Fashion-MNIST test images missing: `make fashion-data` fetches them")
+    path = MODELS_DIR / "fashion_mnist_mobilenet_v2.int8.onnx"
+    probes = json.dumps(SATURATION_PROBES)
+    run = subprocess.run(
+        [QEMU, "-cpu", "Haswell-v4", sys.executable, "-c", AVX2_SCRIPT, str(path), probes],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(map(str, PYTHONPATH))},
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out["cpu"]["int8_kernels"] == "avx2" and out["cpu"]["emulated"], out["cpu"]
+    assert out["saturates"], "serving must see that this CPU's U8S8 kernels saturate"
+    assert out["served"] == out["reference"], out
+    # The probes do catch saturation: without the exact path some of them change their label.
+    assert out["plain"] != out["reference"], out

@@ -252,21 +252,22 @@ def test_a_video_shows_its_labels_timeline_and_a_strip_of_every_analysed_frame(
     assert strip.count() == stored["video"]["framesAnalyzed"]
 
 
-def test_the_history_lists_the_users_uploads_newest_first(
-    user_a: User, a_uploads: dict[str, str]
+def test_the_history_lists_the_users_results_latest_first_from_the_owner_query(
+    user_a: User, a_uploads: dict[str, str], firestore_db: Any
 ) -> None:
-    paths = user_a.page.eval_on_selector_all(
-        '[data-testid="result-card"]', "els => els.map((e) => e.dataset.path)"
-    )
-    assert paths[0] == a_uploads["video"]
-    assert set(paths[1:3]) == {a_uploads["photo"], a_uploads["cat"]}
-    # A fresh page (reload) builds the same list from the owner query alone.
+    # A fresh page builds its list from where(owner == uid) + orderBy(updatedAt, desc) alone.
     user_a.page.reload()
-    user_a.card(a_uploads["photo"]).wait_for(timeout=30_000)
-    reloaded = user_a.page.eval_on_selector_all(
+    for path in a_uploads.values():
+        user_a.card(path).wait_for(timeout=30_000)
+    shown = user_a.page.eval_on_selector_all(
         '[data-testid="result-card"]', "els => els.map((e) => e.dataset.path)"
     )
-    assert reloaded[:3] == paths[:3]
+    expected = sorted(
+        a_uploads.values(),
+        key=lambda path: stored_result(firestore_db, path)["updatedAt"],
+        reverse=True,
+    )
+    assert shown == expected
 
 
 def test_another_user_sees_none_of_them_and_is_refused_a_direct_read(
@@ -284,6 +285,31 @@ def test_another_user_sees_none_of_them_and_is_refused_a_direct_read(
     assert "don't have access" in error.inner_text()
     assert linked.locator('[data-testid="labels"]').count() == 0
     assert user_b.errors == []
+
+
+def test_the_history_is_paged_with_show_more(user_b: User, web_url: str) -> None:
+    page = user_b.page
+    page.goto(f"{web_url}?pageSize=2")
+    page.wait_for_selector('[data-testid="history-empty"]:not([hidden])', timeout=30_000)
+    photos = [SAMPLES / "images" / name for name in ("rocket.jpg", "flower.jpg", "coffee.jpg")]
+    for photo in photos:  # one by one: three different upload times
+        before = card_paths(page)
+        page.set_input_files("#file-input", str(photo))
+        assert wait_final(user_b, new_card_path(page, before, photo.name)) == "done"
+    more = page.locator("#more")
+    more.wait_for(state="visible", timeout=30_000)
+    cards = page.locator('[data-testid="result-card"]')
+    page.wait_for_function(
+        "document.querySelectorAll('[data-testid=result-card]').length === 2", timeout=30_000
+    )
+    assert page.locator('[data-testid="history-count"]').inner_text() == "2+ uploads"
+    more.click()
+    page.wait_for_function(
+        "document.querySelectorAll('[data-testid=result-card]').length === 3", timeout=30_000
+    )
+    more.wait_for(state="hidden", timeout=30_000)
+    assert {p.rsplit("-", 1)[-1] for p in card_paths(page)} == {p.name for p in photos}
+    assert cards.count() == 3
 
 
 def test_classify_again_calls_the_classify_function_and_shows_its_labels(

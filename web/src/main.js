@@ -26,7 +26,8 @@ import { connect, RESULTS_COLLECTION, UPLOAD_PREFIX } from "./firebase.js";
 import { ago, bytes, clock, displayName, framesOf, labelHue, percent, resultId, uploadPath } from "./format.js";
 import { describeError } from "./messages.js";
 
-const PAGE_SIZE = 12;
+// Results per page of the history; `?pageSize=N` changes it (1 to 100).
+const PAGE_SIZE = Math.min(100, Math.max(1, Number(new URLSearchParams(location.search).get("pageSize")) || 12));
 const MAX_UPLOAD_BYTES = 100 * 1024 * 1024; // storage.rules and the MAX_UPLOAD_BYTES param
 const MAX_REQUEST_BYTES = 10 * 1024 * 1024; // the HTTPS_MAX_BYTES param
 const WAIT_FOR_RESULT_MS = 5 * 60 * 1000;
@@ -258,6 +259,7 @@ class ResultCard {
   /** Listen to the result document (the way the README shows apps to do it). */
   async watch() {
     const id = await this.idPromise;
+    if (this.disposed) return;
     this.unwatch();
     const deadline = this.createdAt + WAIT_FOR_RESULT_MS;
     this.stopWatch = onSnapshot(
@@ -321,6 +323,7 @@ class ResultCard {
   }
 
   dispose() {
+    this.disposed = true;
     this.unwatch();
     if (this.mediaUrl && this.file) URL.revokeObjectURL(this.mediaUrl);
     this.el.remove();
@@ -554,8 +557,9 @@ class ResultCard {
 function renderList() {
   const grid = $("#results");
   const historySet = new Set(state.order);
+  // This session's uploads whose results the history has not listed yet come first.
   const pending = [...state.cards.values()]
-    .filter((c) => !historySet.has(c.path))
+    .filter((c) => !historySet.has(c.path) && !c.listed)
     .sort((a, b) => b.createdAt - a.createdAt);
   const ordered = [...pending, ...state.order.map((p) => state.cards.get(p)).filter(Boolean)];
   ordered.forEach((card, i) => {
@@ -593,13 +597,14 @@ function watchHistory() {
           card = new ResultCard(path);
           state.cards.set(path, card);
         }
+        card.listed = true;
         if (!card.stopWatch) card.update(data);
       }
-      // Results that left the query: deleted (or pushed past the page by newer ones).
+      // Results that left the query: deleted, or pushed past the page by newer ones.
       for (const path of state.order) {
         if (order.includes(path)) continue;
         const card = state.cards.get(path);
-        if (card && !card.stopWatch && !card.file) {
+        if (card) {
           card.dispose();
           state.cards.delete(path);
         }

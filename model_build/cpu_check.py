@@ -159,7 +159,16 @@ def render(rows: list[dict[str, Any]]) -> str:
             f"| {_pct(r['decisive_agreement'])} of {r['decisive_images']} "
             f"| {r['max_abs_diff']:.3f} | {'' if lat is None else f'{lat:.2f}'} |"
         )
-    return head + "\n".join(lines)
+    legend = (
+        "\n\nOptimized: what serving runs (integer kernels fused for the CPU; on x86 without "
+        "AVX-512 VNNI the exact U8U8 path). Reference: graph optimization off, the file's ops "
+        "as written, float between its rounding steps. Decisive images: the reference's top-1 "
+        f"leads its runner-up by more than {NOISE_BOUND}, more than any probability moves "
+        "between the two with exact kernels. Latencies come from shared machines; emulated "
+        "CPUs have none. Measured by `python -m model_build cpu-check`; method and the "
+        "remedies compared: `model_build/notes/int8_on_every_cpu.md`."
+    )
+    return head + "\n".join(lines) + legend
 
 
 def update_card(card: Path, table: str) -> None:

@@ -21,6 +21,7 @@ is one the SDK parses without failing: a JSON object ``{"data": ...}`` at most
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -92,7 +93,10 @@ def read_body(request: flask.Request, settings: Settings) -> bytes:
         raise too_large
     # Werkzeug stops reading a chunked body (no Content-Length) at this maximum, without
     # an error when the body reaches it exactly: one byte more tells "too large" apart.
-    request.max_content_length = limit + 1
+    # (Flask < 3.1 has no per-request limit; its chunked bodies are then read whole, up
+    # to the platform's 32 MB, and refused below.)
+    with contextlib.suppress(AttributeError):
+        request.max_content_length = limit + 1
     try:
         body = request.get_data(cache=True)
     except RequestEntityTooLarge:

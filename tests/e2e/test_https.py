@@ -313,7 +313,7 @@ def test_callable_needs_sign_in(stack: Any) -> None:
 
 def test_callable_rejects_a_forged_token(stack: Any) -> None:
     response = call({"image": "AAAA"}, {"Authorization": "Bearer forged"})
-    assert response.status_code == 401  # refused by the SDK before our code runs
+    assert response.status_code == 401  # refused before the SDK parses the call
     assert response.json()["error"]["status"] == "UNAUTHENTICATED"
 
 

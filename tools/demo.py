@@ -2,7 +2,8 @@
 
 Starts the emulators (tools/localstack.py), uploads every image in samples/images
 and every video in samples/video (if present) under ``uploads/demo-user/``, waits
-for each result document in Firestore, prints a table and the documents as JSON,
+for each result document in Firestore, prints a table (one line per sample), writes
+the full documents to ``runs/demo-results.json`` (``--json`` prints them instead),
 and stops everything it started. Exits 1 if any result is missing, so the demo
 doubles as a smoke test of the whole path. With ``MC_STACK_RUNNING=1`` it uses a
 stack that is already running (`make serve`) and leaves it running.
@@ -35,6 +36,7 @@ from tools.localstack import (
 )
 
 SAMPLE_DIRS = (REPO_ROOT / "samples" / "images", REPO_ROOT / "samples" / "video")
+DOCUMENTS_FILE = REPO_ROOT / "runs" / "demo-results.json"
 OWNER = "demo-user"
 RESULTS_COLLECTION = "mediaResults"
 FINAL = frozenset({"done", "error"})
@@ -123,7 +125,16 @@ def format_table(results: dict[str, dict[str, Any] | None]) -> str:
     return "\n".join(lines)
 
 
-def run(timeout: float) -> int:
+def write_documents(results: dict[str, dict[str, Any] | None], out: Path) -> None:
+    """The full result documents, for reading after the table (git-ignored ``runs/``)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(
+        json.dumps(results, indent=2, sort_keys=True, default=str, ensure_ascii=False) + "\n",
+        encoding="utf-8",
+    )
+
+
+def run(timeout: float, *, print_json: bool = False, out: Path = DOCUMENTS_FILE) -> int:
     samples = sample_files()
     if not samples:
         print("no samples found under samples/images or samples/video", file=sys.stderr)
@@ -142,8 +153,13 @@ def run(timeout: float) -> int:
         results = wait_for_results(db, uploads, timeout, lambda: check_stack(stack))
     print()
     print(format_table(results))
-    print()
-    print(json.dumps(results, indent=2, sort_keys=True, default=str, ensure_ascii=False))
+    if print_json:
+        print()
+        print(json.dumps(results, indent=2, sort_keys=True, default=str, ensure_ascii=False))
+    else:
+        write_documents(results, out)
+        shown = out.relative_to(REPO_ROOT) if out.is_relative_to(REPO_ROOT) else out
+        print(f"\nfull result documents: {shown} (or run with --json to print them)")
     missing = [name for name, doc in results.items() if doc is None]
     if missing:
         print(f"\nmissing results ({len(missing)}): {', '.join(missing)}", file=sys.stderr)
@@ -158,9 +174,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--timeout", type=float, default=180.0, help="seconds to wait for all results"
     )
+    parser.add_argument(
+        "--json", action="store_true", help="print the full result documents after the table"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=DOCUMENTS_FILE,
+        help="where the full result documents are written (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     try:
-        return run(args.timeout)
+        return run(args.timeout, print_json=args.json, out=args.out.resolve())
     except StackError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -67,18 +67,19 @@ Local Firebase stack for project {PROJECT_ID} ({mode}){web}
   Logs: {stack.log_dir}/firebase.log
 
 Upload (anything under uploads/<uid>/ is classified; the result document ID is
-encodeURIComponent(object name)):
+encodeURIComponent(object name); run these from the repository root):
 
-  curl -X POST --data-binary @{sample} -H "Content-Type: image/png" \\
+  curl --fail-with-body -X POST --data-binary @{sample} -H "Content-Type: image/png" \\
     "{storage}/v0/b/{DEFAULT_BUCKET}/o?name=uploads%2Fme%2Fcat.png"
 
   # where storage.rules are enforced (MC_REAL_EMULATORS=1), sign in first and add
   #   -H "Authorization: Bearer $ID_TOKEN", where ID_TOKEN comes from
-  curl -s -X POST -H "Content-Type: application/json" \\
+  curl -sS -X POST -H "Content-Type: application/json" \\
     -d '{{"email":"me@example.com","password":"secret123","returnSecureToken":true}}' \\
     "{auth}/identitytoolkit.googleapis.com/v1/accounts:signUp?key=any"
 
-  # Python (google-cloud-storage)
+  # Python (google-cloud-storage): run it with the dev environment's Python,
+  # .venv/bin/python (made by `make setup`), which has these packages
   from google.auth.credentials import AnonymousCredentials
   from google.cloud import storage
   client = storage.Client(project="{PROJECT_ID}", credentials=AnonymousCredentials(),
@@ -86,7 +87,7 @@ encodeURIComponent(object name)):
   client.bucket("{DEFAULT_BUCKET}").blob("uploads/me/cat.png").upload_from_filename(
       "{sample}", content_type="image/png")
 
-Read the result (Python, google-cloud-firestore):
+Read the result (Python, google-cloud-firestore; run it with .venv/bin/python):
 
   import os, urllib.parse
   os.environ["FIRESTORE_EMULATOR_HOST"] = "{HOST}:{PORTS["firestore"]}"

@@ -14,6 +14,7 @@ storage    9199   firebase-tools; its rules runtime replaced by
 auth       9099   firebase-tools
 pubsub     8085   Google's Pub/Sub emulator (Java), when installed: with it the
                   Functions emulator loads ``on_schedule`` functions
+hosting    5000   firebase-tools, serving the web app's build (web/dist), once built
 hub        4400   firebase-tools (lists the running emulators)
 =========  =====  ==============================================================
 

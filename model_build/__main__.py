@@ -30,6 +30,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "model_build.evaluate",
         "test-set metrics through the functions' serving code; writes the model card",
     ),
+    "stamp": (
+        "model_build.stamp",
+        "write an ONNX file's content hash into its metadata (its identity), nothing else",
+    ),
     "cpu-check": (
         "model_build.cpu_check",
         "optimized vs reference int8 execution on this CPU; records it in the model card",

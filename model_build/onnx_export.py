@@ -14,6 +14,7 @@ from torch import nn
 
 from model_build.contract import INPUT_NAME, OUTPUT_NAME, ModelMeta
 from model_build.serving import add_functions_to_path
+from model_build.stamp import stamp
 from model_build.wrapper import ServingModel
 
 OPSET = 17
@@ -60,7 +61,10 @@ def export_serving(wrapped: nn.Module, meta: ModelMeta, path: Path) -> Path:
 
 
 def set_metadata(path: Path, meta: ModelMeta) -> None:
-    """Store the contract's ``metadata_props`` (replacing any existing ones) and validate."""
+    """Store the contract's ``metadata_props`` (replacing any existing ones) and validate.
+
+    Last, the file's content hash goes in as ``sha`` (``model_build.stamp``): its identity.
+    """
     model = onnx.load(str(path))
     del model.metadata_props[:]
     for key, value in meta.props().items():
@@ -69,6 +73,7 @@ def set_metadata(path: Path, meta: ModelMeta) -> None:
     model.producer_name = "model_build"
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
+    stamp(path)
 
 
 def read_metadata(path: Path) -> ModelMeta:

@@ -28,6 +28,7 @@ from onnxruntime.quantization import (
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from model_build.contract import INPUT_NAME
+from model_build.stamp import stamp
 
 #: Activation calibration methods offered. Not ``Entropy``: through ``quantize_static`` (ORT
 #: 1.31) its histogram has 128 bins for 128 quantized bins, so the KL search has a single
@@ -176,7 +177,8 @@ def quantize_int8(
     percentile: float = 99.999,
     activation_overrides: dict[str, tuple[float, int]] | None = None,
 ) -> Path:
-    """Write the int8 QDQ twin of ``fp32_path`` (metadata_props are carried over).
+    """Write the int8 QDQ twin of ``fp32_path`` (metadata_props are carried over, and the
+    ``sha`` is the int8 file's own content hash, see ``model_build.stamp``).
 
     ``keep_float``: node names left unquantized (see ``weight_sensitivity``, ``conv_prefix``).
     ``percentile``: for ``method="percentile"``, the share of each activation's calibration
@@ -228,4 +230,5 @@ def quantize_int8(
     int8.producer_name = "model_build"
     onnx.checker.check_model(int8)
     onnx.save(int8, str(int8_path))
+    stamp(int8_path)
     return int8_path

@@ -26,10 +26,14 @@ def colour_model(
     version: str = "1",
     metadata: dict[str, str] | None = None,
     input_type: int = TensorProto.UINT8,
+    scale: float = 0.2,
 ) -> Path:
-    """Write a contract-following colour classifier to ``path`` and return it."""
+    """Write a contract-following colour classifier to ``path`` and return it.
+
+    ``scale``: the weight of the one layer (another value is a "retrained" model).
+    """
     height, width = size
-    weights = numpy_helper.from_array((np.eye(3, dtype=np.float32) * 0.2), "w")
+    weights = numpy_helper.from_array((np.eye(3, dtype=np.float32) * scale), "w")
     nodes = [
         helper.make_node("Cast", ["image"], ["x"], to=TensorProto.FLOAT),
         helper.make_node("ReduceMean", ["x", "axes"], ["mean"], keepdims=0),

@@ -20,7 +20,9 @@ function per object, once ran 34.9 M executions; this one is a command that
 
 Which results are redone is :func:`redo_reason` (pure): no document, a stale
 ``processing`` claim or an older generation (as for any event), plus a finished
-result of another model or model version, or an error with a retryable code.
+result of another model file (another id, version or content hash ``sha``: a retrained
+file is a new model even under the same id and version; a result that names no ``sha``
+predates the hash and cannot be shown current), or an error with a retryable code.
 ``--errors CODE,...`` also redoes errors with those codes (``TOO_LARGE`` after a limit
 was raised, ``INTERRUPTED`` after memory was), ``--everything`` redoes all. Run it from
 the commit that is deployed: it classifies with the models in ``functions/models``, as
@@ -67,7 +69,7 @@ def redo_reason(
 ) -> str | None:
     """Why a finished result of the object's current generation should be redone, or None.
 
-    ``current_model`` is the ``{id, name, version}`` the object's route gives now;
+    ``current_model`` is the ``{id, name, version, sha}`` the object's route gives now;
     ``also``: error codes to redo besides :data:`RETRYABLE` (``--errors``: e.g.
     ``TOO_LARGE`` after a limit was raised, ``INTERRUPTED`` after memory was).
     """
@@ -79,10 +81,10 @@ def redo_reason(
             return f"retryable error {code}"
         return f"error {code} (--errors)" if code in also else None
     model = existing.get("model") or {}
-    old = (model.get("id"), model.get("version"))
-    new = (current_model["id"], current_model["version"])
+    old = (model.get("id"), model.get("version"), model.get("sha"))
+    new = (current_model["id"], current_model["version"], current_model.get("sha"))
     if old != new:
-        return f"model changed: {old[0]} {old[1]} -> {new[0]} {new[1]}"
+        return f"model changed: {old[0]} {old[1]} sha {old[2]} -> {new[0]} {new[1]} sha {new[2]}"
     return None
 
 

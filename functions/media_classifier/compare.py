@@ -11,8 +11,12 @@ It writes nothing: no Firestore document, no Storage object.
 
 Which results: ``done`` ones under ``--under`` (default: the watched prefix), in name
 order, produced by the model the candidate would replace (``--against``, default: the
-candidate's id, its file name up to the first dot). stdout: one JSON line per object whose
-top label changes, then a summary (agreement, candidate errors, the most common changes).
+candidate's id, its file name up to the first dot). Results the candidate file itself
+wrote (same content hash ``model.sha``) are not compared; the others are counted by the
+file that wrote them (``resultsBySha``: ``null`` for results older than the hash), so a
+bucket that still holds results of several older files says so. stdout: one JSON line per
+object whose top label changes, then a summary (agreement, candidate errors, the most
+common changes).
 """
 
 from __future__ import annotations
@@ -55,6 +59,8 @@ class Tally:
 
     counts: Counter[str] = field(default_factory=Counter)
     changes: Counter[tuple[str, str]] = field(default_factory=Counter)
+    #: Compared results by the content hash of the file that wrote them.
+    by_sha: Counter[str | None] = field(default_factory=Counter)
 
     def add(self, outcome: str, current: str | None = None, new: str | None = None) -> None:
         self.counts[outcome] += 1
@@ -72,6 +78,9 @@ class Tally:
             "compared": compared,
             "agreement": round(self.counts["same"] / compared, 4) if compared else None,
             **dict(self.counts),
+            "resultsBySha": [
+                {"sha": sha, "count": n} for sha, n in self.by_sha.most_common(TOP_CHANGES)
+            ],
             "topChanges": [
                 {"from": old, "to": new, "count": n}
                 for (old, new), n in self.changes.most_common(TOP_CHANGES)
@@ -80,17 +89,28 @@ class Tally:
 
 
 def candidates(
-    scanned: Iterable[tuple[Upload, dict[str, Any] | None]], against: str, tally: Tally
+    scanned: Iterable[tuple[Upload, dict[str, Any] | None]],
+    against: str,
+    tally: Tally,
+    candidate_sha: str | None = None,
 ) -> Iterable[tuple[Upload, dict[str, Any]]]:
-    """The uploads whose current, finished result the candidate would replace."""
+    """The uploads whose current, finished result the candidate would replace.
+
+    A result written by the candidate file itself (``model.sha`` equal to its hash) is
+    skipped: comparing a file with itself says nothing.
+    """
     for upload, existing in scanned:
+        model = (existing or {}).get("model") or {}
         if existing is None or existing.get("status") != results.STATUS_DONE:
             tally.add("no finished result")
-        elif (existing.get("model") or {}).get("id") != against:
+        elif model.get("id") != against:
             tally.add("another model's result")
         elif str(existing.get("generation")) != str(upload.generation):
             tally.add("re-uploaded since")
+        elif candidate_sha is not None and model.get("sha") == candidate_sha:
+            tally.add("the candidate's own result")
         else:
+            tally.by_sha[model.get("sha")] += 1
             yield upload, existing
 
 
@@ -101,7 +121,11 @@ def compare_one(
     from .pipeline import classify_file
     from .storage_handler import download
 
-    line: dict[str, Any] = {"path": upload.name, "current": top_label(existing.get("labels"))}
+    line: dict[str, Any] = {
+        "path": upload.name,
+        "current": top_label(existing.get("labels")),
+        "currentSha": (existing.get("model") or {}).get("sha"),
+    }
     try:
         with tempfile.TemporaryDirectory(prefix="mc-compare-") as tmp:
             outcome = classify_file(download(upload, tmp), model, top_k=top_k, limits=limits)
@@ -153,13 +177,16 @@ def main(argv: list[str] | None = None) -> int:
         flow.collection,
     )
     tally = Tally()
-    for upload, existing in candidates(scanned, against, tally):
+    for upload, existing in candidates(scanned, against, tally, model.sha):
         if tally.compared() + tally.counts["candidate error"] >= args.limit:
             break
         line = compare_one(upload, existing, model, top_k=flow.top_k, limits=flow.limits)
         tally.add(line["outcome"], line["current"], line.get("candidate"))
         if line["outcome"] != "same":
             print(json.dumps(line, ensure_ascii=False), flush=True)
-    summary = {"model": {"id": model.key, "version": model.version}, "against": against}
+    summary = {
+        "model": {"id": model.key, "version": model.version, "sha": model.sha},
+        "against": against,
+    }
     print(json.dumps({**summary, **tally.summary()}, ensure_ascii=False), file=sys.stdout)
     return 0

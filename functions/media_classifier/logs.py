@@ -107,13 +107,14 @@ def result_deleted(name: str, generation: str, deleted: bool) -> None:
     )
 
 
-def model_loaded(key: str, name: str, version: str, millis: float) -> None:
+def model_loaded(key: str, name: str, version: str, sha: str, millis: float) -> None:
     _write(
         "INFO",
         "model_loaded",
-        f"loaded model {key} ({name} {version}) in {millis:.0f} ms",
+        f"loaded model {key} ({name} {version}, sha {sha}) in {millis:.0f} ms",
         model=key,
         version=version,
+        sha=sha,
         ms=round(millis, 1),
     )
 

@@ -3,8 +3,9 @@
 The contract (see README, "Model contract"): input ``uint8`` RGB NHWC ``[N, H, W, 3]``
 at the model's declared size; the graph normalizes and applies softmax; the output is
 probabilities ``[N, C]``; ``metadata_props`` carry ``labels`` (JSON list), ``resize``
-(``center_crop`` | ``squash``), ``name``, ``version`` and ``task``. A file with this
-contract is all the functions need, so swapping models is copying a file.
+(``center_crop`` | ``squash``), ``name``, ``version`` and ``task``, and ``sha``, the
+file's content hash (:mod:`model_identity`), which :meth:`Model.load` checks. A file with
+this contract is all the functions need, so swapping models is copying a file.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import logs
+from . import logs, model_identity
 from .images import RESIZE_POLICIES
 
 if TYPE_CHECKING:
@@ -31,6 +32,28 @@ REQUIRED_METADATA = ("labels", "resize", "name", "version", "task")
 
 class ModelContractError(ValueError):
     """The ONNX file does not follow the model contract."""
+
+
+def verified_sha(path: Path, data: bytes, meta: dict[str, str]) -> str:
+    """The file's identity: its content hash, which a stored ``sha`` must equal.
+
+    Why refuse a mismatch rather than trust either value: a stored hash that differs from
+    the content means the weights or the graph were edited after the file was stamped, so
+    its results could not be told from the previous file's. A file that carries no hash
+    (an ONNX file written by other tools) is served under its computed one.
+    """
+    try:
+        actual = model_identity.content_sha(data)
+    except model_identity.NotAModelFile as exc:
+        raise ModelContractError(f"{path.name}: not an ONNX file: {exc}") from exc
+    stored = meta.get(model_identity.SHA_KEY)
+    if stored is not None and stored != actual:
+        raise ModelContractError(
+            f"{path.name}: metadata says sha {stored!r} but the content hashes to {actual!r}:"
+            " the graph or weights changed after it was stamped; re-stamp it"
+            " (python -m model_build stamp FILE) or re-export it"
+        )
+    return actual
 
 
 def allocated_cpus() -> int:
@@ -103,6 +126,8 @@ class Model:
     input_name: str
     output_name: str
     session: Any = field(repr=False)
+    #: Content hash of the file (:mod:`model_identity`): changes whenever the weights do.
+    sha: str = ""
 
     @classmethod
     def load(
@@ -115,8 +140,9 @@ class Model:
         import onnxruntime as ort
 
         path = Path(path)
+        data = path.read_bytes()
         session = ort.InferenceSession(
-            str(path),
+            data,
             sess_options=session_options(threads, reference=reference),
             providers=["CPUExecutionProvider"],
         )
@@ -124,6 +150,7 @@ class Model:
         missing = [k for k in REQUIRED_METADATA if k not in meta]
         if missing:
             raise ModelContractError(f"{path.name}: metadata_props lack {missing}")
+        sha = verified_sha(path, data, meta)
         labels = json.loads(meta["labels"])
         if meta["resize"] not in RESIZE_POLICIES:
             raise ModelContractError(f"{path.name}: unknown resize policy {meta['resize']!r}")
@@ -149,6 +176,7 @@ class Model:
             input_name=inp.name,
             output_name=out.name,
             session=session,
+            sha=sha,
         )
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
@@ -161,6 +189,7 @@ class Model:
             "id": self.key,
             "name": self.name,
             "version": self.version,
+            "sha": self.sha,
             "task": self.task,
             "inputSize": {"height": self.input_size[0], "width": self.input_size[1]},
             "resize": self.resize_policy,
@@ -197,8 +226,24 @@ class ModelRegistry:
         self._lock = threading.Lock()
 
     def files(self) -> dict[str, Path]:
-        """Model id -> file, for every ``*.onnx`` in the folder."""
-        return {model_key(p): p for p in sorted(self.directory.glob("*.onnx"))}
+        """Model id -> file, for every ``*.onnx`` in the folder.
+
+        Two files with one id (``x.int8.onnx`` beside ``x.fp32.onnx``) are refused: which
+        one served would depend on the order of a directory listing.
+        """
+        found: dict[str, list[Path]] = {}
+        for path in sorted(self.directory.glob("*.onnx")):
+            found.setdefault(model_key(path), []).append(path)
+        clashes = {key: paths for key, paths in found.items() if len(paths) > 1}
+        if clashes:
+            named = "; ".join(
+                f"{key}: {', '.join(p.name for p in paths)}" for key, paths in clashes.items()
+            )
+            raise ModelContractError(
+                f"{self.directory}: two model files with one id ({named}); a model's id is its"
+                " file name up to the first dot: keep one file per id"
+            )
+        return {key: paths[0] for key, paths in found.items()}
 
     def keys(self) -> list[str]:
         """Ids of the models that can be served."""
@@ -217,7 +262,7 @@ class ModelRegistry:
                 started = time.perf_counter()
                 model = Model.load(files[key])
                 millis = (time.perf_counter() - started) * 1000
-                logs.model_loaded(key, model.name, model.version, millis)
+                logs.model_loaded(key, model.name, model.version, model.sha, millis)
                 self._loaded[key] = model
             return self._loaded[key]
 

@@ -24,12 +24,21 @@ from media_classifier.backfill import (
 )
 from media_classifier.results import decide
 
-MODEL = {"id": "imagenet_mobilenet_v2", "name": "imagenet-mobilenet-v2", "version": "1.1.0"}
+SHA = "3c0d71bf13e1"
+MODEL = {
+    "id": "imagenet_mobilenet_v2",
+    "name": "imagenet-mobilenet-v2",
+    "version": "1.1.0",
+    "sha": SHA,
+}
 NOW = datetime(2026, 12, 2, tzinfo=UTC)
 
 
-def _done(version: str = "1.1.0", model_id: str = "imagenet_mobilenet_v2") -> dict:
-    return {"status": "done", "generation": "7", "model": {"id": model_id, "version": version}}
+def _done(
+    version: str = "1.1.0", model_id: str = "imagenet_mobilenet_v2", sha: str | None = SHA
+) -> dict:
+    model = {"id": model_id, "version": version, "sha": sha}
+    return {"status": "done", "generation": "7", "model": model}
 
 
 def _error(code: str) -> dict:
@@ -40,9 +49,13 @@ def _error(code: str) -> dict:
     ("existing", "expected"),
     [
         (_done(), None),
-        (_done(version="1.0.0"), "model changed: imagenet_mobilenet_v2 1.0.0 -> "),
-        (_done(model_id="other"), "model changed: other 1.1.0 -> "),
-        ({"status": "done", "generation": "7"}, "model changed: None None -> "),
+        (_done(version="1.0.0"), "model changed: imagenet_mobilenet_v2 1.0.0 sha 3c0d"),
+        (_done(model_id="other"), "model changed: other 1.1.0 sha 3c0d"),
+        # A retrained file under the same id and version: another content hash.
+        (_done(sha="5e68e8207f76"), "model changed: imagenet_mobilenet_v2 1.1.0 sha 5e68"),
+        # Written before results named the file: cannot be shown current.
+        (_done(sha=None), "model changed: imagenet_mobilenet_v2 1.1.0 sha None -> "),
+        ({"status": "done", "generation": "7"}, "model changed: None None sha None -> "),
         (_error("TIMEOUT"), "retryable error TIMEOUT"),
         (_error("INTERNAL"), "retryable error INTERNAL"),
         (_error("NOT_FOUND"), "retryable error NOT_FOUND"),

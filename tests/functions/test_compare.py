@@ -47,6 +47,26 @@ def test_only_finished_results_of_the_replaced_model_and_this_generation_are_com
     }
 
 
+def test_results_of_the_candidate_file_itself_are_skipped_and_older_files_counted() -> None:
+    def result(sha: str | None) -> dict:
+        return {"status": "done", "generation": "7", "model": {"id": "m", "sha": sha}}
+
+    scanned = [
+        (Upload("b", "uploads/u/a.jpg", 7, 1), result("aaaaaaaaaaaa")),
+        (Upload("b", "uploads/u/b.jpg", 7, 1), result("cccccccccccc")),  # the candidate's
+        (Upload("b", "uploads/u/c.jpg", 7, 1), result("aaaaaaaaaaaa")),
+        (Upload("b", "uploads/u/d.jpg", 7, 1), result(None)),  # before results named files
+    ]
+    tally = Tally()
+    chosen = [u.name for u, _ in candidates(scanned, "m", tally, "cccccccccccc")]
+    assert chosen == ["uploads/u/a.jpg", "uploads/u/c.jpg", "uploads/u/d.jpg"]
+    assert tally.counts == {"the candidate's own result": 1}
+    assert tally.summary()["resultsBySha"] == [
+        {"sha": "aaaaaaaaaaaa", "count": 2},
+        {"sha": None, "count": 1},
+    ]
+
+
 def test_the_summary_counts_agreement_over_answered_uploads_only() -> None:
     tally = Tally()
     for outcome, old, new in [

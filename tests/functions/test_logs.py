@@ -29,6 +29,7 @@ SAMPLE_ARGS = {
     "deleted": True,
     "key": "colour",
     "version": "1",
+    "sha": "0123456789ab",
     "millis": 12.5,
     "endpoint": "/v1/classify",
     "bucket": "demo.appspot.com",

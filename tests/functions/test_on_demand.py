@@ -102,7 +102,8 @@ def test_classify_media_returns_document_fields(registry: ModelRegistry) -> None
     assert result["contentType"] == "image/png"
     assert [label["label"] for label in result["labels"]][:1] == ["green"]
     assert len(result["labels"]) == 2
-    assert result["model"] == {"id": "colour", "name": "colour-test", "version": "1"}
+    sha = registry.get("colour").sha
+    assert result["model"] == {"id": "colour", "name": "colour-test", "version": "1", "sha": sha}
     assert result["video"] is None
 
 

@@ -25,7 +25,7 @@ def test_image_bytes_to_labels(model: Model, fmt: str) -> None:
     assert result.kind == "image"
     assert result.labels[0]["label"] == "blue"
     assert len(result.labels) == 2
-    assert result.model == {"id": "colour", "name": "colour-test", "version": "1"}
+    assert result.model == {"id": "colour", "name": "colour-test", "version": "1", "sha": model.sha}
     assert {"decode", "inference", "total"} <= set(result.timings)
 
 

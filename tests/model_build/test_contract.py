@@ -13,6 +13,7 @@ from torch import nn
 from model_build.contract import ModelMeta
 from model_build.onnx_export import export_onnx, read_metadata, run_onnx, run_torch, session
 from model_build.quantize import METHODS, even_batch, quantize_int8
+from model_build.stamp import check
 from model_build.wrapper import Normalize
 
 MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
@@ -80,6 +81,17 @@ def test_exported_signature_and_metadata(exported: tuple[nn.Module, Path, Path])
         assert inp.name == "image" and inp.type.tensor_type.elem_type == onnx.TensorProto.UINT8
         assert dims[0].dim_param and [d.dim_value for d in dims[1:]] == [16, 20, 3]
         assert [o.name for o in model.graph.output] == ["probabilities"]
+
+
+def test_each_exported_file_carries_its_own_content_hash(
+    exported: tuple[nn.Module, Path, Path],
+) -> None:
+    """The identity the functions check at load: fp32 and int8 differ, each is its own."""
+    _, fp32, int8 = exported
+    shas = [check(path) for path in (fp32, int8)]
+    assert all(shas) and shas[0] != shas[1]
+    props = {p.key: p.value for p in onnx.load(str(int8)).metadata_props}
+    assert props["sha"] == shas[1]  # not the fp32 file's, which quantize_int8 copied
 
 
 def test_probabilities_dynamic_batch_and_parity(exported: tuple[nn.Module, Path, Path]) -> None:

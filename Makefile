@@ -25,6 +25,7 @@ help:
 # Stamps make re-runs cheap: an environment is rebuilt only when its requirements change.
 $(FUNCTIONS_VENV)/.stamp: functions/requirements.txt
 	@test -n "$(PY312)" || { echo "Python 3.12 is required"; exit 1; }
+	@echo "functions environment (Python 3.12, ~0.5 GB, a minute or two, once)"
 	$(PY312) -m venv $(FUNCTIONS_VENV)
 	$(FUNCTIONS_VENV)/bin/pip install -q --upgrade pip
 	$(FUNCTIONS_VENV)/bin/pip install -q -r functions/requirements.txt
@@ -32,6 +33,7 @@ $(FUNCTIONS_VENV)/.stamp: functions/requirements.txt
 
 $(DEV_VENV)/.stamp: requirements-dev.txt functions/requirements.txt
 	@test -n "$(PY312)" || { echo "Python 3.12 is required"; exit 1; }
+	@echo "development environment (Python 3.12: tests, ruff, Java for the emulators; ~1 GB, once)"
 	$(PY312) -m venv $(DEV_VENV)
 	$(DEV_VENV)/bin/pip install -q --upgrade pip
 	$(DEV_VENV)/bin/pip install -q -r requirements-dev.txt
@@ -43,6 +45,7 @@ $(EMU_DIR)/node_modules/.stamp: $(EMU_DIR)/package.json $(EMU_DIR)/package-lock.
 
 $(MB_VENV)/.stamp: model_build/requirements.txt model_build/weights-requirements.txt
 	@test -n "$(PY311)" || { echo "Python 3.11 is required for model_build (torch wheels)"; exit 1; }
+	@echo "model_build environment: PyTorch + torchvision (~6 GB, several minutes, once)"
 	$(PY311) -m venv $(MB_VENV)
 	$(MB_VENV)/bin/pip install -q --upgrade pip
 	$(MB_VENV)/bin/pip install -q -r model_build/requirements.txt

@@ -28,6 +28,7 @@ import {
 import { ALICE, BOB, RUN, resultId, testEnvironment } from "./env.js";
 
 const RESULTS = "mediaResults";
+const REFRESH = "mediaRefreshRuns";
 /** A uid that is a prefix of Alice's: it must get nothing of hers. */
 const PREFIX = ALICE.slice(0, -2);
 /** A uid holding an encoded slash: its "own folder" would be a folder inside Alice's. */
@@ -59,15 +60,19 @@ function setup() {
         await setDoc(doc(db, RESULTS, resultId(CAT), "frames", chunk), { frames: [] });
       }
       await setDoc(doc(db, RESULTS, resultId(ORPHAN)), result(null, ORPHAN, Timestamp.now()));
+      await setDoc(doc(db, REFRESH, RUN), { status: "running", listed: 3, done: 1 });
+      await setDoc(doc(db, REFRESH, RUN, "batches", "000000-0000"), { objects: [] });
     });
     return env;
   })();
   return ready;
 }
 
-const as = async (uid) => {
+const as = async (uid, claims) => {
   const env = await setup();
-  return (uid === null ? env.unauthenticatedContext() : env.authenticatedContext(uid)).firestore();
+  return (
+    uid === null ? env.unauthenticatedContext() : env.authenticatedContext(uid, claims)
+  ).firestore();
 };
 const resultRef = (db, path) => doc(db, RESULTS, resultId(path));
 const framesOf = (db, path) => collection(db, RESULTS, resultId(path), "frames");
@@ -246,6 +251,34 @@ for (const [who, uid] of Object.entries(writers)) {
     });
   });
 }
+
+describe("refresh progress", () => {
+  test("an admin (custom claim admin: true) reads and lists the runs", async () => {
+    const db = await as(ALICE, { admin: true });
+    assert.equal((await assertSucceeds(getDoc(doc(db, REFRESH, RUN)))).data().listed, 3);
+    await assertSucceeds(getDocs(query(collection(db, REFRESH), limit(5))));
+  });
+
+  for (const [who, uid, claims] of [
+    ["a signed-in user", BOB, undefined],
+    ["a user whose admin claim is not true", BOB, { admin: "true" }],
+    ["a signed-out client", null, undefined],
+  ]) {
+    test(`${who} may not read or list the runs`, async () => {
+      const db = await as(uid, claims);
+      await assertFails(getDoc(doc(db, REFRESH, RUN)));
+      await assertFails(getDocs(collection(db, REFRESH)));
+    });
+  }
+
+  test("nobody, not even an admin, reads the batches or writes anything", async () => {
+    const db = await as(ALICE, { admin: true });
+    await assertFails(getDoc(doc(db, REFRESH, RUN, "batches", "000000-0000")));
+    await assertFails(setDoc(doc(db, REFRESH, `${RUN}-forged`), { status: "running" }));
+    await assertFails(updateDoc(doc(db, REFRESH, RUN), { status: "cancelled" }));
+    await assertFails(deleteDoc(doc(db, REFRESH, RUN)));
+  });
+});
 
 describe("what the clients did not change", () => {
   test("the owner's result and frames are as the functions wrote them", async () => {

@@ -10,7 +10,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from firebase_functions import https_fn, options, scheduler_fn, storage_fn
+from firebase_functions import https_fn, options, scheduler_fn, storage_fn, tasks_fn
 
 from media_classifier import config
 
@@ -64,6 +64,32 @@ def recover_interrupted(event: scheduler_fn.ScheduledEvent) -> None:
     sweep(firestore_client(), Settings(Flow.from_config()))
 
 
+# --- Refresh: the backfill fanned out over Cloud Tasks (media_classifier/refresh.py) ------
+@tasks_fn.on_task_dispatched(
+    retry_config=options.RetryConfig(max_attempts=5, min_backoff_seconds=10),
+    rate_limits=options.RateLimits(
+        max_concurrent_dispatches=config.REFRESH_MAX_CONCURRENT_DISPATCHES,
+        max_dispatches_per_second=config.REFRESH_MAX_DISPATCHES_PER_SECOND,
+    ),
+    **RUNTIME,
+)
+def refreshTasks(req: tasks_fn.CallableRequest) -> dict:
+    """One refresh task: list a page of the bucket, or run the flow for a batch of objects.
+
+    camelCase: the function's name is its queue's id, and Cloud Tasks queue ids (and the
+    Cloud Tasks emulator) allow letters, digits and hyphens only.
+    """
+    from media_classifier import refresh
+    from media_classifier.clients import firestore_client
+
+    return refresh.handle_task(
+        req.data,
+        db=firestore_client(),
+        queue=refresh.AdminQueue(),
+        settings=refresh.settings_from_config(),
+    )
+
+
 # --- HTTPS: callable ``classify`` (apps) and REST ``api`` (any backend) ----------------
 # Same runtime as the trigger (video by path can take as long); concurrency bounded so a
 # burst of 10 MB bodies and their decoded pixels stays inside the 4 GiB.
@@ -91,6 +117,23 @@ def _screened(handler: Callable[[Any], Any]) -> Callable[[Any], Any]:
         return refused if refused is not None else handler(request)
 
     return wrapper
+
+
+@_screened
+@https_fn.on_call(memory=options.MemoryOption.MB_512, timeout_sec=120)
+def refresh_admin(req: https_fn.CallableRequest) -> dict:
+    """Admins (custom claim ``admin: true``) start, watch, cancel and resume refreshes."""
+    from media_classifier import refresh
+    from media_classifier.clients import firestore_client
+
+    claims = req.auth.token if req.auth is not None else None
+    return refresh.admin_request(
+        req.data,
+        claims,
+        db=firestore_client(),
+        queue=refresh.AdminQueue(),
+        settings=refresh.settings_from_config(),
+    )
 
 
 @_screened

@@ -20,7 +20,12 @@ from typing import Any
 from .errors import ErrorCode, MediaError
 
 #: ``python -m media_classifier COMMAND ...``: the module whose ``main(argv)`` runs it.
-COMMANDS = {"backfill": "backfill", "recover": "recovery", "compare": "compare"}
+COMMANDS = {
+    "backfill": "backfill",
+    "recover": "recovery",
+    "compare": "compare",
+    "refresh": "refresh",
+}
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -88,3 +88,24 @@ HTTPS_MAX_BYTES = params.IntParam(
         " REST body). Cloud Functions caps requests at 32 MB; larger files go through Storage."
     ),
 )
+
+
+# --- Refresh: the backfill fanned out over Cloud Tasks (media_classifier/refresh.py) ------
+REFRESH_COLLECTION = params.StringParam(
+    "REFRESH_COLLECTION",
+    default="mediaRefreshRuns",
+    description="Firestore collection of refresh progress documents (admins read them).",
+)
+REFRESH_BATCH_SIZE = params.IntParam(
+    "REFRESH_BATCH_SIZE", default=20, description="Objects per refresh task."
+)
+REFRESH_MAX_DISPATCHES_PER_SECOND = params.IntParam(
+    "REFRESH_MAX_DISPATCHES_PER_SECOND",
+    default=5,
+    description="Refresh tasks Cloud Tasks starts per second (objects/s = this x batch size).",
+)
+REFRESH_MAX_CONCURRENT_DISPATCHES = params.IntParam(
+    "REFRESH_MAX_CONCURRENT_DISPATCHES",
+    default=10,
+    description="Refresh tasks running at once (bounds instances and Firestore load).",
+)

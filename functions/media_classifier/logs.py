@@ -209,3 +209,23 @@ def recovery_skipped(doc_id: str, reason: str) -> None:
 def recovery_finished(summary: dict[str, int]) -> None:
     done = ", ".join(f"{value} {key}" for key, value in summary.items())
     _write("INFO", "recovery_finished", f"recovery: {done}", **summary)
+
+
+def refresh_started(run: str, bucket: str, under: str) -> None:
+    _write("INFO", "refresh_started", f"refresh {run} started: gs://{bucket}/{under}", run=run)
+
+
+def refresh_cancelled(run: str) -> None:
+    _write("INFO", "refresh_cancelled", f"refresh {run} cancelled", run=run)
+
+
+def refresh_resumed(run: str, tasks: int) -> None:
+    _write("INFO", "refresh_resumed", f"refresh {run} resumed: {tasks} tasks", run=run, tasks=tasks)
+
+
+def refresh_finished(run: str) -> None:
+    _write("INFO", "refresh_finished", f"refresh {run} finished", run=run)
+
+
+def refresh_task(run: str, kind: str, outcome: dict[str, Any]) -> None:
+    _write("INFO", "refresh_task", f"refresh {run}: {kind} task {outcome}", run=run, kind=kind)

@@ -1,0 +1,563 @@
+"""Refresh: the backfill fanned out over a Cloud Tasks queue, with one progress document.
+
+Why: the single-process ``backfill`` stays below a few dozen objects per second; a bucket
+of a million uploads needs many instances. Cloud Tasks dispatches the task-queue function
+``refreshTasks`` across as many instances as its rate limits allow, retrying failed tasks
+with back-off, the way Firebase's own extensions run their backfills.
+
+How a run goes (every step idempotent: Cloud Tasks delivers at least once):
+
+* **start** (CLI ``python -m media_classifier refresh start``, or the admin-only callable
+  ``refresh_admin``): writes the run document ``{REFRESH_COLLECTION}/{run}`` and enqueues
+  one *list* task.
+* a **list** task lists one page of the bucket under ``under`` and stores each slice of
+  ``batch`` objects as a batch document ``{run}/batches/{page}-{slice}`` (created once: a
+  second delivery finds it and counts nothing), enqueues one *batch* task per slice (task
+  name derived from the batch: the queue refuses a duplicate), then the next page's list
+  task. So listing itself is spread over tasks, never one long request.
+* a **batch** task runs the trigger's own flow (:class:`storage_handler.Flow`: claim with
+  a precondition, classify, finish) for each object of its slice that the batch document
+  has no outcome for yet, with the backfill's rule of what is outdated
+  (:func:`backfill.redo_reason`, model content hash included), and records each outcome
+  and the run's counters in one transaction, once. A task that fails mid-way is retried
+  and starts after the last recorded object; a result written before the failure is up
+  to date on the retry anyway (the claim's precondition), so nothing is classified twice.
+* **cancel** marks the run; tasks delivered afterwards do nothing. **resume** re-enqueues
+  the unfinished batches (and the listing, if it had not finished) under new task names.
+
+The run document (readable by admins only, see ``firestore.rules``): ``status``
+(``running``, ``cancelled``, ``done``), ``listed``, ``enqueued`` (batch tasks), ``done``,
+``skipped`` (up to date, or taken by another delivery), ``errors`` ``{CODE: n}``,
+``startedAt``, ``updatedAt``, ``finishedAt``, ``estimatedRemainingSec`` (objects listed
+but not handled, at the rate so far; while listing goes on, a lower bound).
+``done + skipped + sum(errors) == listed`` when it is ``done``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import sys
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from . import logs, results
+from .backfill import redo_reason
+from .storage_handler import Flow, Upload, custom_metadata, should_process
+
+#: Objects listed per list task (one Storage list call).
+PAGE_SIZE = 500
+BATCHES = "batches"
+RUNNING, CANCELLED, DONE = "running", "cancelled", "done"
+#: Outcomes of one object, as counted in the run document.
+COUNTED = ("done", "skipped")
+
+
+class Queue(Protocol):
+    """Where tasks go: Cloud Tasks through firebase-admin, or a test's own list."""
+
+    def enqueue(self, body: dict[str, Any], task_id: str) -> None:
+        """Enqueue ``body``; a task id already used is silently accepted (not enqueued)."""
+
+
+@dataclass
+class Settings:
+    """One deployment's refresh settings."""
+
+    flow: Flow
+    collection: str
+    batch: int = 20
+    page: int = PAGE_SIZE
+    model_ref: Callable[[str], dict[str, str]] | None = None
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+
+
+def task_id(*parts: object) -> str:
+    """A Cloud Tasks task name: letters, digits, hyphens and underscores only."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", "-".join(str(p) for p in parts))[:500]
+
+
+def _ts() -> Any:
+    from google.cloud import firestore
+
+    return firestore.SERVER_TIMESTAMP
+
+
+def _increment(n: int) -> Any:
+    from google.cloud import firestore
+
+    return firestore.Increment(n)
+
+
+def start(
+    db: Any,
+    queue: Queue,
+    settings: Settings,
+    *,
+    bucket: str,
+    under: str,
+    everything: bool = False,
+    errors: frozenset[str] = frozenset(),
+    run_id: str | None = None,
+) -> str:
+    """Create a run and enqueue its first list task; returns the run id."""
+    if not under.startswith(settings.flow.prefix):
+        raise ValueError(f"under must be inside the watched prefix {settings.flow.prefix!r}")
+    run_id = run_id or datetime.now(UTC).strftime("%Y%m%dT%H%M%S-") + uuid.uuid4().hex[:8]
+    ref = db.collection(settings.collection).document(run_id)
+    ref.create(
+        {
+            "status": RUNNING,
+            "bucket": bucket,
+            "under": under,
+            "options": {"everything": everything, "errors": sorted(errors)},
+            "batchSize": settings.batch,
+            "listed": 0,
+            "enqueued": 0,
+            "done": 0,
+            "skipped": 0,
+            "errors": {},
+            "listing": {"complete": False, "page": 0, "pageToken": None},
+            "resumes": 0,
+            "startedAt": _ts(),
+            "updatedAt": _ts(),
+            "finishedAt": None,
+            "estimatedRemainingSec": None,
+        }
+    )
+    queue.enqueue(
+        {"run": run_id, "kind": "list", "page": 0, "pageToken": None}, task_id(run_id, "l0")
+    )
+    logs.refresh_started(run_id, bucket, under)
+    return run_id
+
+
+def cancel(db: Any, settings: Settings, run_id: str) -> bool:
+    """Mark a running run cancelled; tasks delivered afterwards do nothing."""
+    ref = db.collection(settings.collection).document(run_id)
+    snap = ref.get()
+    if not snap.exists or (snap.to_dict() or {}).get("status") != RUNNING:
+        return False
+    ref.update({"status": CANCELLED, "updatedAt": _ts()})
+    logs.refresh_cancelled(run_id)
+    return True
+
+
+def resume(db: Any, queue: Queue, settings: Settings, run_id: str) -> int:
+    """Run a cancelled (or stalled) run again: re-enqueue what is unfinished; returns tasks."""
+    ref = db.collection(settings.collection).document(run_id)
+    snap = ref.get()
+    if not snap.exists:
+        raise KeyError(run_id)
+    run = snap.to_dict() or {}
+    if run.get("status") == DONE:
+        return 0
+    n = int(run.get("resumes") or 0) + 1
+    ref.update({"status": RUNNING, "resumes": n, "updatedAt": _ts(), "finishedAt": None})
+    enqueued = 0
+    listing = run.get("listing") or {}
+    if not listing.get("complete"):
+        page = int(listing.get("page") or 0)
+        body = {"run": run_id, "kind": "list", "page": page, "pageToken": listing.get("pageToken")}
+        queue.enqueue(body, task_id(run_id, f"l{page}", f"r{n}"))
+        enqueued += 1
+    for batch in ref.collection(BATCHES).stream():
+        data = batch.to_dict() or {}
+        if len(data.get("outcomes") or {}) < len(data.get("objects") or []):
+            queue.enqueue(
+                {"run": run_id, "kind": "batch", "batch": batch.id},
+                task_id(run_id, batch.id, f"r{n}"),
+            )
+            enqueued += 1
+    logs.refresh_resumed(run_id, enqueued)
+    return enqueued
+
+
+def handle_task(
+    data: dict[str, Any],
+    *,
+    db: Any,
+    queue: Queue,
+    settings: Settings,
+    bucket_of: Callable[[str], Any] | None = None,
+) -> dict:
+    """One task delivery (the task-queue function's body); raises to have it retried."""
+    run_id = str(data.get("run") or "")
+    ref = db.collection(settings.collection).document(run_id)
+    snap = ref.get()
+    if not run_id or not snap.exists:
+        return {"ignored": "no such run"}
+    run = snap.to_dict() or {}
+    if run.get("status") != RUNNING:
+        return {"ignored": f"run is {run.get('status')}"}
+    if data.get("kind") == "list":
+        from . import clients
+
+        bucket = (bucket_of or clients.bucket)(run["bucket"])
+        return _list_page(
+            data, run_id, run, ref, db=db, bucket=bucket, queue=queue, settings=settings
+        )
+    if data.get("kind") == "batch":
+        return _run_batch(
+            str(data.get("batch")),
+            run_id,
+            run,
+            ref,
+            db=db,
+            settings=settings,
+            fail_after=data.get("failAfter"),
+        )
+    return {"ignored": "unknown task kind"}
+
+
+def _describe(blob: Any) -> dict[str, Any]:
+    return {
+        "name": blob.name,
+        "generation": int(blob.generation or 0),
+        "size": int(blob.size or 0),
+        "contentType": blob.content_type,
+        "metadata": dict(custom_metadata(getattr(blob, "metadata", None))),
+    }
+
+
+def _list_page(
+    data: dict[str, Any],
+    run_id: str,
+    run: dict,
+    ref: Any,
+    *,
+    db: Any,
+    bucket: Any,
+    queue: Queue,
+    settings: Settings,
+) -> dict:
+    from google.cloud import firestore
+
+    page = int(data.get("page") or 0)
+    blobs = bucket.list_blobs(
+        prefix=run["under"], max_results=settings.page, page_token=data.get("pageToken")
+    )
+    pages = blobs.pages
+    objects = [_describe(b) for b in next(pages, [])]
+    next_token = blobs.next_page_token
+    objects = [o for o in objects if should_process(o["name"], settings.flow.prefix)]
+    size = int(run.get("batchSize") or settings.batch)
+    for index in range(0, len(objects), size):
+        batch_id = f"{page:06d}-{index // size:04d}"
+        batch_ref = ref.collection(BATCHES).document(batch_id)
+        chunk = objects[index : index + size]
+
+        @firestore.transactional
+        def create(tx: Any, batch_ref: Any = batch_ref, chunk: list = chunk) -> bool:
+            if batch_ref.get(transaction=tx).exists:
+                return False  # a second delivery of this list task: counted already
+            tx.create(batch_ref, {"objects": chunk, "outcomes": {}, "enqueued": False})
+            tx.update(ref, {"listed": _increment(len(chunk)), "updatedAt": _ts()})
+            return True
+
+        create(db.transaction())
+        queue.enqueue(
+            {"run": run_id, "kind": "batch", "batch": batch_id}, task_id(run_id, batch_id)
+        )
+
+        @firestore.transactional
+        def mark(tx: Any, batch_ref: Any = batch_ref) -> None:
+            if not (batch_ref.get(transaction=tx).to_dict() or {}).get("enqueued"):
+                tx.update(batch_ref, {"enqueued": True})
+                tx.update(ref, {"enqueued": _increment(1), "updatedAt": _ts()})
+
+        mark(db.transaction())
+    listing = {"complete": not next_token, "page": page + 1, "pageToken": next_token}
+    ref.update({"listing": listing, "updatedAt": _ts()})
+    if next_token:
+        body = {"run": run_id, "kind": "list", "page": page + 1, "pageToken": next_token}
+        queue.enqueue(body, task_id(run_id, f"l{page + 1}", f"r{run.get('resumes') or 0}"))
+    else:
+        _finish_if_complete(db, ref)
+    return {"listed": len(objects), "page": page}
+
+
+def _run_batch(
+    batch_id: str,
+    run_id: str,
+    run: dict,
+    ref: Any,
+    *,
+    db: Any,
+    settings: Settings,
+    fail_after: Any = None,
+) -> dict:
+    from . import clients
+
+    batch_ref = ref.collection(BATCHES).document(batch_id)
+    snap = batch_ref.get()
+    if not snap.exists:
+        return {"ignored": "no such batch"}
+    batch = snap.to_dict() or {}
+    options = run.get("options") or {}
+    everything = bool(options.get("everything"))
+    also = frozenset(options.get("errors") or ())
+    handled = 0
+    for i, obj in enumerate(batch.get("objects") or []):
+        if str(i) in (batch.get("outcomes") or {}):
+            continue  # recorded by an earlier delivery of this task
+        if fail_after is not None and handled >= int(fail_after) and clients.running_in_emulator():
+            # Fault injection for the emulator tests only: a worker dying mid-batch.
+            raise RuntimeError(f"injected failure after {handled} objects")
+        if i and i % 10 == 0 and (ref.get().to_dict() or {}).get("status") != RUNNING:
+            return {"stopped": "run cancelled", "handled": handled}
+        outcome = _one(
+            obj, run["bucket"], db=db, settings=settings, everything=everything, also=also
+        )
+        _record(db, ref, batch_ref, i, outcome, settings)
+        handled += 1
+    _finish_if_complete(db, ref)
+    return {"handled": handled}
+
+
+def _one(
+    obj: dict, bucket: str, *, db: Any, settings: Settings, everything: bool, also: frozenset[str]
+) -> str:
+    """Run the trigger's flow for one listed object; its outcome (``done``, ``skipped``, a code)."""
+    upload = Upload(
+        bucket,
+        obj["name"],
+        int(obj["generation"]),
+        int(obj.get("size") or 0),
+        obj.get("contentType"),
+        tuple(sorted((obj.get("metadata") or {}).items())),
+    )
+    flow = settings.flow
+    try:
+        current = settings.model_ref(flow.model_for(upload.name)) if settings.model_ref else None
+    except KeyError:
+        current = None
+
+    def redo(existing: dict[str, Any]) -> str | None:
+        if current is None:
+            return None
+        return redo_reason(existing, current, everything=everything, also=also)
+
+    status = flow.run(upload, db, redo)
+    if status == results.STATUS_ERROR:
+        doc = db.collection(flow.collection).document(results.doc_id(upload.name)).get()
+        return str(((doc.to_dict() or {}).get("error") or {}).get("code") or "INTERNAL")
+    return "done" if status == results.STATUS_DONE else "skipped"
+
+
+def _record(
+    db: Any, ref: Any, batch_ref: Any, index: int, outcome: str, settings: Settings
+) -> None:
+    """Record one object's outcome and count it in the run, once (a transaction)."""
+    from google.cloud import firestore
+
+    @firestore.transactional
+    def record(tx: Any) -> None:
+        batch = batch_ref.get(transaction=tx).to_dict() or {}
+        run_snap = ref.get(transaction=tx)
+        if str(index) in (batch.get("outcomes") or {}):
+            return
+        run = run_snap.to_dict() or {}
+        counter = outcome if outcome in COUNTED else f"errors.{outcome}"
+        handled = _handled(run) + 1
+        started = run.get("startedAt")
+        now = settings.clock()
+        remaining = None
+        if isinstance(started, datetime) and handled:
+            rate = handled / max((now - started).total_seconds(), 1e-3)
+            remaining = round(max(int(run.get("listed") or 0) - handled, 0) / rate, 1)
+        tx.update(batch_ref, {f"outcomes.`{index}`": outcome})
+        tx.update(
+            ref, {counter: _increment(1), "updatedAt": _ts(), "estimatedRemainingSec": remaining}
+        )
+
+    record(db.transaction())
+
+
+def _handled(run: dict) -> int:
+    errors = run.get("errors") or {}
+    return (
+        int(run.get("done") or 0)
+        + int(run.get("skipped") or 0)
+        + sum(int(v) for v in errors.values())
+    )
+
+
+def _finish_if_complete(db: Any, ref: Any) -> None:
+    """Mark the run done once listing is complete and every listed object is handled."""
+    from google.cloud import firestore
+
+    @firestore.transactional
+    def finish(tx: Any) -> bool:
+        run = ref.get(transaction=tx).to_dict() or {}
+        if run.get("status") != RUNNING or not (run.get("listing") or {}).get("complete"):
+            return False
+        if _handled(run) < int(run.get("listed") or 0):
+            return False
+        tx.update(
+            ref,
+            {"status": DONE, "finishedAt": _ts(), "updatedAt": _ts(), "estimatedRemainingSec": 0},
+        )
+        return True
+
+    if finish(db.transaction()):
+        logs.refresh_finished(ref.id)
+
+
+class AdminQueue:
+    """The ``refreshTasks`` queue through firebase-admin's ``functions.task_queue``.
+
+    Why ``{"data": body}``: firebase-admin for Python sends the payload as it is given,
+    while the task-queue function reads the callable protocol's ``data`` field (the Node
+    Admin SDK wraps it itself).
+    """
+
+    def __init__(self, function: str = "refreshTasks", location: str = "us-central1") -> None:
+        from firebase_admin import functions
+
+        from .clients import get_app
+
+        self._emulated = bool(os.environ.get("CLOUD_TASKS_EMULATOR_HOST"))
+        self._queue = functions.task_queue(
+            f"locations/{location}/functions/{function}", app=get_app()
+        )
+
+    def enqueue(self, body: dict[str, Any], task_id: str) -> None:
+        from firebase_admin import exceptions, functions
+
+        # A task id already used (409): an earlier delivery enqueued it. Cloud Tasks says
+        # ALREADY_EXISTS; the emulator's plain-text 409 comes back as a ConflictError.
+        with contextlib.suppress(exceptions.AlreadyExistsError, exceptions.ConflictError):
+            try:
+                self._queue.enqueue({"data": body}, functions.TaskOptions(task_id=task_id))
+            except ValueError as exc:
+                # firebase-admin 7.7 against the Cloud Tasks emulator: the task is enqueued,
+                # then the emulator's echo of a named task ("projects/...", no leading "/")
+                # loses its first character and fails to parse. Only there.
+                if not (self._emulated and "resource name" in str(exc)):
+                    raise
+
+
+def settings_from_config() -> Settings:
+    """The deployed configuration (params)."""
+    from . import config
+    from .model import default_registry
+    from .pipeline import model_ref
+
+    registry = default_registry()
+    return Settings(
+        flow=Flow.from_config(),
+        collection=config.REFRESH_COLLECTION.value,
+        batch=config.REFRESH_BATCH_SIZE.value,
+        model_ref=lambda model_id: model_ref(registry.get(model_id)),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m media_classifier refresh {start,status,cancel,resume}``."""
+    from . import clients
+
+    parser = argparse.ArgumentParser(
+        prog="python -m media_classifier refresh", description=__doc__.split("\n\n")[0]
+    )
+    sub = parser.add_subparsers(dest="action", required=True)
+    begin = sub.add_parser("start", help="start a run: list the bucket, enqueue batches")
+    begin.add_argument("--bucket", help="bucket name (default: the project's default bucket)")
+    begin.add_argument("--under", help="only objects under this path (default: WATCH_PREFIX)")
+    begin.add_argument("--everything", action="store_true", help="redo every result")
+    begin.add_argument("--errors", default="", help="also redo errors with these codes")
+    for name in ("status", "cancel", "resume"):
+        sub.add_parser(name, help=f"{name} a run").add_argument("run")
+    args = parser.parse_args(argv)
+    settings = settings_from_config()
+    db = clients.firestore_client()
+    if args.action == "start":
+        bucket = clients.bucket(args.bucket)
+        errors = frozenset(c.strip().upper() for c in args.errors.split(",") if c.strip())
+        run_id = start(
+            db,
+            AdminQueue(),
+            settings,
+            bucket=bucket.name,
+            under=args.under or settings.flow.prefix,
+            everything=args.everything,
+            errors=errors,
+        )
+        print(json.dumps({"run": run_id}))
+    elif args.action == "cancel":
+        print(json.dumps({"run": args.run, "cancelled": cancel(db, settings, args.run)}))
+    elif args.action == "resume":
+        print(
+            json.dumps({"run": args.run, "enqueued": resume(db, AdminQueue(), settings, args.run)})
+        )
+    else:
+        snap = db.collection(settings.collection).document(args.run).get()
+        print(json.dumps(snap.to_dict() if snap.exists else None, default=str, ensure_ascii=False))
+    sys.stdout.flush()
+    return 0
+
+
+def admin_request(
+    data: Any, claims: dict[str, Any] | None, *, db: Any, queue: Queue, settings: Settings
+) -> dict:
+    """The callable ``refresh_admin``: ``{action: start|status|cancel|resume, ...}``.
+
+    Only users whose ID token carries the custom claim ``admin: true`` (set with the Admin
+    SDK: ``auth.set_custom_user_claims(uid, {"admin": True})``) get past the first line.
+    """
+    from firebase_functions.https_fn import FunctionsErrorCode, HttpsError
+
+    if claims is None:
+        raise HttpsError(FunctionsErrorCode.UNAUTHENTICATED, "sign in first")
+    if claims.get("admin") is not True:
+        raise HttpsError(FunctionsErrorCode.PERMISSION_DENIED, "only admins run refreshes")
+    if not isinstance(data, dict) or data.get("action") not in (
+        "start",
+        "status",
+        "cancel",
+        "resume",
+    ):
+        raise HttpsError(
+            FunctionsErrorCode.INVALID_ARGUMENT, "action: start, status, cancel or resume"
+        )
+    action = data["action"]
+    if action == "start":
+        from . import clients
+
+        under = data.get("under") or settings.flow.prefix
+        codes = data.get("errors") or []
+        if not isinstance(under, str) or not under.startswith(settings.flow.prefix):
+            raise HttpsError(
+                FunctionsErrorCode.INVALID_ARGUMENT,
+                f"under must be inside {settings.flow.prefix!r}",
+            )
+        if not isinstance(codes, list) or not all(isinstance(c, str) for c in codes):
+            raise HttpsError(FunctionsErrorCode.INVALID_ARGUMENT, "errors: a list of codes")
+        bucket = data.get("bucket") or clients.bucket(None).name
+        run_id = start(
+            db,
+            queue,
+            settings,
+            bucket=str(bucket),
+            under=under,
+            everything=data.get("everything") is True,
+            errors=frozenset(c.upper() for c in codes),
+        )
+        return {"run": run_id}
+    run_id = data.get("run")
+    if not isinstance(run_id, str) or not run_id or "/" in run_id:
+        raise HttpsError(FunctionsErrorCode.INVALID_ARGUMENT, "run: the run id")
+    snap = db.collection(settings.collection).document(run_id).get()
+    if not snap.exists:
+        raise HttpsError(FunctionsErrorCode.NOT_FOUND, "no such run")
+    if action == "cancel":
+        return {"run": run_id, "cancelled": cancel(db, settings, run_id)}
+    if action == "resume":
+        return {"run": run_id, "enqueued": resume(db, queue, settings, run_id)}
+    return {"run": run_id, "progress": json.loads(json.dumps(snap.to_dict(), default=str))}

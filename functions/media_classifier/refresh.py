@@ -30,7 +30,8 @@ The run document (readable by admins only, see ``firestore.rules``): ``status``
 ``skipped`` (up to date, or taken by another delivery), ``errors`` ``{CODE: n}``,
 ``startedAt``, ``updatedAt``, ``finishedAt``, ``estimatedRemainingSec`` (objects listed
 but not handled, at the rate so far; while listing goes on, a lower bound).
-``done + skipped + sum(errors) == listed`` when it is ``done``.
+``done + skipped + sum(errors) == listed`` when it is ``done``. The counters grow a batch at
+a time (see :func:`_count_batch`); each batch document keeps its objects' outcomes.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ from .storage_handler import Flow, Upload, custom_metadata, should_process
 #: Objects listed per list task (one Storage list call).
 PAGE_SIZE = 500
 BATCHES = "batches"
+#: Run and batch ids: what ``start`` and the listing write (and nothing a path could hide in).
+ID = re.compile(r"[A-Za-z0-9_-]{1,100}")
 RUNNING, CANCELLED, DONE = "running", "cancelled", "done"
 #: Outcomes of one object, as counted in the run document.
 COUNTED = ("done", "skipped")
@@ -105,8 +108,13 @@ def start(
     everything: bool = False,
     errors: frozenset[str] = frozenset(),
     run_id: str | None = None,
+    fail_after: int | None = None,
 ) -> str:
-    """Create a run and enqueue its first list task; returns the run id."""
+    """Create a run and enqueue its first list task; returns the run id.
+
+    ``fail_after``: for the emulator tests only (ignored elsewhere): each batch delivery
+    raises after that many objects, as a worker dying mid-batch would.
+    """
     if not under.startswith(settings.flow.prefix):
         raise ValueError(f"under must be inside the watched prefix {settings.flow.prefix!r}")
     run_id = run_id or datetime.now(UTC).strftime("%Y%m%dT%H%M%S-") + uuid.uuid4().hex[:8]
@@ -116,7 +124,11 @@ def start(
             "status": RUNNING,
             "bucket": bucket,
             "under": under,
-            "options": {"everything": everything, "errors": sorted(errors)},
+            "options": {
+                "everything": everything,
+                "errors": sorted(errors),
+                **({"failAfter": fail_after} if fail_after is not None else {}),
+            },
             "batchSize": settings.batch,
             "listed": 0,
             "enqueued": 0,
@@ -169,7 +181,7 @@ def resume(db: Any, queue: Queue, settings: Settings, run_id: str) -> int:
         enqueued += 1
     for batch in ref.collection(BATCHES).stream():
         data = batch.to_dict() or {}
-        if len(data.get("outcomes") or {}) < len(data.get("objects") or []):
+        if not data.get("counted"):
             queue.enqueue(
                 {"run": run_id, "kind": "batch", "batch": batch.id},
                 task_id(run_id, batch.id, f"r{n}"),
@@ -188,10 +200,27 @@ def handle_task(
     bucket_of: Callable[[str], Any] | None = None,
 ) -> dict:
     """One task delivery (the task-queue function's body); raises to have it retried."""
-    run_id = str(data.get("run") or "")
+    outcome = _task(data, db=db, queue=queue, settings=settings, bucket_of=bucket_of)
+    logs.refresh_task(str(data.get("run")), str(data.get("kind")), outcome)
+    return outcome
+
+
+def _task(
+    data: Any,
+    *,
+    db: Any,
+    queue: Queue,
+    settings: Settings,
+    bucket_of: Callable[[str], Any] | None,
+) -> dict:
+    if not isinstance(data, dict):
+        return {"ignored": "not a refresh task"}
+    run_id, batch_id = data.get("run"), data.get("batch")
+    if not (isinstance(run_id, str) and ID.fullmatch(run_id)):
+        return {"ignored": "no such run"}
     ref = db.collection(settings.collection).document(run_id)
     snap = ref.get()
-    if not run_id or not snap.exists:
+    if not snap.exists:
         return {"ignored": "no such run"}
     run = snap.to_dict() or {}
     if run.get("status") != RUNNING:
@@ -203,15 +232,10 @@ def handle_task(
         return _list_page(
             data, run_id, run, ref, db=db, bucket=bucket, queue=queue, settings=settings
         )
-    if data.get("kind") == "batch":
+    if data.get("kind") == "batch" and isinstance(batch_id, str) and ID.fullmatch(batch_id):
+        fail_after = (run.get("options") or {}).get("failAfter")
         return _run_batch(
-            str(data.get("batch")),
-            run_id,
-            run,
-            ref,
-            db=db,
-            settings=settings,
-            fail_after=data.get("failAfter"),
+            batch_id, run_id, run, ref, db=db, settings=settings, fail_after=fail_after
         )
     return {"ignored": "unknown task kind"}
 
@@ -315,8 +339,10 @@ def _run_batch(
         outcome = _one(
             obj, run["bucket"], db=db, settings=settings, everything=everything, also=also
         )
-        _record(db, ref, batch_ref, i, outcome, settings)
+        # On the batch document only: no other task writes it, so no contention.
+        batch_ref.update({f"outcomes.`{i}`": outcome})
         handled += 1
+    _count_batch(db, ref, batch_ref, settings)
     _finish_if_complete(db, ref)
     return {"handled": handled}
 
@@ -351,33 +377,46 @@ def _one(
     return "done" if status == results.STATUS_DONE else "skipped"
 
 
-def _record(
-    db: Any, ref: Any, batch_ref: Any, index: int, outcome: str, settings: Settings
-) -> None:
-    """Record one object's outcome and count it in the run, once (a transaction)."""
+def _count_batch(db: Any, ref: Any, batch_ref: Any, settings: Settings) -> None:
+    """Add a finished batch's outcomes to the run's counters, once.
+
+    Why per batch and not per object: every task writes the one run document, and a
+    Firestore document sustains about one write per second; one increment per batch of
+    ``REFRESH_BATCH_SIZE`` objects keeps a fast refresh under it (500 objects/s with batches
+    of 100 is 5 writes/s, in bursts that blind increments absorb). Only the batch document
+    is read in the transaction, so concurrent tasks never contend on the run document;
+    ``counted`` makes a second delivery add nothing.
+    """
     from google.cloud import firestore
 
     @firestore.transactional
-    def record(tx: Any) -> None:
+    def count(tx: Any) -> bool:
         batch = batch_ref.get(transaction=tx).to_dict() or {}
-        run_snap = ref.get(transaction=tx)
-        if str(index) in (batch.get("outcomes") or {}):
-            return
-        run = run_snap.to_dict() or {}
-        counter = outcome if outcome in COUNTED else f"errors.{outcome}"
-        handled = _handled(run) + 1
-        started = run.get("startedAt")
-        now = settings.clock()
-        remaining = None
-        if isinstance(started, datetime) and handled:
-            rate = handled / max((now - started).total_seconds(), 1e-3)
-            remaining = round(max(int(run.get("listed") or 0) - handled, 0) / rate, 1)
-        tx.update(batch_ref, {f"outcomes.`{index}`": outcome})
-        tx.update(
-            ref, {counter: _increment(1), "updatedAt": _ts(), "estimatedRemainingSec": remaining}
-        )
+        outcomes = batch.get("outcomes") or {}
+        if batch.get("counted") or len(outcomes) < len(batch.get("objects") or []):
+            return False
+        tally: dict[str, int] = {}
+        for outcome in outcomes.values():
+            key = outcome if outcome in COUNTED else f"errors.{outcome}"
+            tally[key] = tally.get(key, 0) + 1
+        tx.update(batch_ref, {"counted": True})
+        tx.update(ref, {**{k: _increment(n) for k, n in tally.items()}, "updatedAt": _ts()})
+        return True
 
-    record(db.transaction())
+    from google.api_core import exceptions
+
+    if not count(db.transaction()):
+        return
+    snap = ref.get()
+    run = snap.to_dict() or {}
+    started, handled = run.get("startedAt"), _handled(run)
+    if isinstance(started, datetime) and handled:
+        rate = handled / max((settings.clock() - started).total_seconds(), 1e-3)
+        remaining = round(max(int(run.get("listed") or 0) - handled, 0) / rate, 1)
+        # Only over what was read: a later count (or the end of the run) wins.
+        with contextlib.suppress(exceptions.FailedPrecondition, exceptions.Conflict):
+            option = db.write_option(last_update_time=snap.update_time)
+            ref.update({"estimatedRemainingSec": remaining}, option=option)
 
 
 def _handled(run: dict) -> int:
@@ -435,7 +474,8 @@ class AdminQueue:
         # ALREADY_EXISTS; the emulator's plain-text 409 comes back as a ConflictError.
         with contextlib.suppress(exceptions.AlreadyExistsError, exceptions.ConflictError):
             try:
-                self._queue.enqueue({"data": body}, functions.TaskOptions(task_id=task_id))
+                options = functions.TaskOptions(task_id=task_id, dispatch_deadline_seconds=540)
+                self._queue.enqueue({"data": body}, options)
             except ValueError as exc:
                 # firebase-admin 7.7 against the Cloud Tasks emulator: the task is enqueued,
                 # then the emulator's echo of a named task ("projects/...", no leading "/")
@@ -472,6 +512,7 @@ def main(argv: list[str] | None = None) -> int:
     begin.add_argument("--under", help="only objects under this path (default: WATCH_PREFIX)")
     begin.add_argument("--everything", action="store_true", help="redo every result")
     begin.add_argument("--errors", default="", help="also redo errors with these codes")
+    begin.add_argument("--fail-after", type=int, help=argparse.SUPPRESS)  # emulator tests
     for name in ("status", "cancel", "resume"):
         sub.add_parser(name, help=f"{name} a run").add_argument("run")
     args = parser.parse_args(argv)
@@ -488,6 +529,7 @@ def main(argv: list[str] | None = None) -> int:
             under=args.under or settings.flow.prefix,
             everything=args.everything,
             errors=errors,
+            fail_after=args.fail_after,
         )
         print(json.dumps({"run": run_id}))
     elif args.action == "cancel":

@@ -42,6 +42,9 @@ SAMPLE_ARGS = {
     "summary": {"summary": True, "complete": True, "scanned": 3},
     "attempts": 2,
     "doc_id": "uploads%2Fu1%2Fcat.jpg",
+    "run": "20261206T091617-a38ad1f9",
+    "tasks": 3,
+    "outcome": {"handled": 20},
 }
 PUBLIC = [
     fn

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import logs
 from .errors import ErrorCode, MediaError, shown_names
-from .http_errors import ApiError, RequestCode, from_exception, invalid, is_unexpected
+from .http_errors import ApiError, RequestCode, invalid, logged
 from .on_demand import (
     Bucket,
     Registry,
@@ -157,11 +157,7 @@ def handle(request: CallableRequest[Any], *, enforce_app_check: bool) -> dict[st
             bucket=bucket,
         )
     except Exception as exc:
-        error = from_exception(exc)
-        if is_unexpected(exc):
-            logs.request_internal_error(ENDPOINT, exc)
-        else:
-            logs.request_failed(ENDPOINT, error.code, error.message)
+        error = logged(ENDPOINT, exc)
         raise error.to_https_error() from None
     top = result["labels"][0]["label"] if result.get("labels") else None
     logs.request_served(ENDPOINT, result["model"]["id"], result["kind"], top, result["timings"])

@@ -26,9 +26,8 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from . import logs
 from .errors import ErrorCode
-from .http_errors import ApiError, RequestCode, from_exception, invalid, is_unexpected
+from .http_errors import ApiError, RequestCode, invalid, logged
 from .on_demand import Settings
 
 if TYPE_CHECKING:
@@ -181,10 +180,6 @@ def screen(
     try:
         check_request(request, settings=settings, verify_token=verify_token)
     except Exception as exc:
-        error = from_exception(exc)
-        if is_unexpected(exc):
-            logs.request_internal_error(ENDPOINT, exc)
-        else:
-            logs.request_failed(ENDPOINT, error.code, error.message)
+        error = logged(ENDPOINT, exc)
         return refusal(error)
     return None

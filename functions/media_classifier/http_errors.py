@@ -20,6 +20,7 @@ from typing import Any
 
 from firebase_functions.https_fn import FunctionsErrorCode, HttpsError
 
+from . import logs
 from .errors import DOCUMENT_ONLY, ErrorCode, MediaError, RequestCode, bounded
 
 
@@ -108,3 +109,17 @@ def is_unexpected(exc: BaseException) -> bool:
     if isinstance(exc, ApiError | MediaError):
         return from_exception(exc).code == ErrorCode.INTERNAL
     return True
+
+
+def logged(endpoint: str, exc: BaseException) -> ApiError:
+    """``from_exception``, after logging the exception as the endpoint's failure.
+
+    Bugs and infrastructure failures are logged with their traceback as errors; the client's
+    own mistakes as warnings with the code and message it is told.
+    """
+    error = from_exception(exc)
+    if is_unexpected(exc):
+        logs.request_internal_error(endpoint, exc)
+    else:
+        logs.request_failed(endpoint, error.code, error.message)
+    return error

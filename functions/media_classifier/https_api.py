@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import logs
 from .errors import ErrorCode
-from .http_errors import ApiError, RequestCode, from_exception, invalid, is_unexpected
+from .http_errors import ApiError, RequestCode, invalid, logged
 from .on_demand import (
     Bucket,
     Registry,
@@ -194,11 +194,7 @@ def body_too_large(size: str, settings: Settings) -> ApiError:
 
 
 def _error(exc: BaseException) -> tuple[int, dict[str, Any]]:
-    error = from_exception(exc)
-    if is_unexpected(exc):
-        logs.request_internal_error(ENDPOINT, exc)
-    else:
-        logs.request_failed(ENDPOINT, error.code, error.message)
+    error = logged(ENDPOINT, exc)
     return error.http_status, error.body()
 
 

@@ -201,7 +201,8 @@ def handle_task(
 ) -> dict:
     """One task delivery (the task-queue function's body); raises to have it retried."""
     outcome = _task(data, db=db, queue=queue, settings=settings, bucket_of=bucket_of)
-    logs.refresh_task(str(data.get("run")), str(data.get("kind")), outcome)
+    fields = data if isinstance(data, dict) else {}
+    logs.refresh_task(str(fields.get("run")), str(fields.get("kind")), outcome)
     return outcome
 
 

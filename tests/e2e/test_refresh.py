@@ -20,7 +20,7 @@ import pytest
 import requests
 from PIL import Image
 
-from tests.e2e.conftest import RESULTS_COLLECTION, run_command
+from tests.e2e.conftest import RESULTS_COLLECTION, _auth_post, run_command
 from tools.localstack import PROJECT_ID, default_bucket, result_doc_id
 
 TASKS_HOST = "127.0.0.1:9499"
@@ -28,6 +28,7 @@ COUNT = 240  # 12 batches of 20
 RUNS = "mediaRefreshRuns"
 OLD_SHA = "0123456789ab"
 TASK_URL = f"http://127.0.0.1:5001/{PROJECT_ID}/us-central1/refreshTasks"
+ADMIN_URL = f"http://127.0.0.1:5001/{PROJECT_ID}/us-central1/refresh_admin"
 
 
 @pytest.fixture(autouse=True)
@@ -132,9 +133,8 @@ def test_failing_tasks_are_retried_without_double_work_and_duplicates_count_once
     folder = under  # all are listed, 40 are outdated
     # Each delivery of a batch task dies after 7 objects; Cloud Tasks retries it (back-off
     # 10 s, 20 s, ...) and each retry starts after the last object recorded.
-    run = _refresh(
-        "start", "--bucket", default_bucket().name, "--under", folder, "--fail-after", "7"
-    )
+    args = ("--bucket", default_bucket().name, "--under", folder, "--fail-after", "7")
+    run = _refresh("start", *args)["run"]
     _wait_run(firestore_db, run, lambda d: d.get("enqueued") == 12)
     # Extra deliveries of a running batch, straight to the function as Cloud Tasks posts.
     body = {"data": {"run": run, "kind": "batch", "batch": "000000-0000"}}
@@ -176,3 +176,35 @@ def test_cancel_stops_a_run_and_resume_finishes_it(uploaded, firestore_db) -> No
     doc = _wait_run(firestore_db, run, lambda d: d.get("status") == "done")
     assert doc["resumes"] == 1 and doc["listed"] == COUNT and _adds_up(doc)
     assert (doc["done"], doc["skipped"], doc["errors"]) == (COUNT, 0, {})  # each object once
+
+
+def _call(data: dict[str, Any], token: str | None) -> requests.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return requests.post(f"{ADMIN_URL}", json={"data": data}, headers=headers, timeout=60)
+
+
+def test_only_admins_start_and_watch_a_refresh_through_the_callable(
+    run_id: str, id_token, firestore_db
+) -> None:
+    admin, user = f"admin-{run_id}", f"user-{run_id}"
+    plain = id_token(user)
+    id_token(admin)
+    _auth_post(
+        f"projects/{PROJECT_ID}/accounts:update",
+        {"localId": admin, "customAttributes": json.dumps({"admin": True})},
+        admin=True,
+    )
+    token = id_token(admin)  # signed in again: the token carries the claim
+    start = {"action": "start", "under": f"uploads/{run_id}/empty/"}
+
+    assert _call(start, None).json()["error"]["status"] == "UNAUTHENTICATED"
+    assert _call(start, plain).json()["error"]["status"] == "PERMISSION_DENIED"
+    outside = _call({**start, "under": "elsewhere/"}, token).json()["error"]["status"]
+    assert outside == "INVALID_ARGUMENT"
+
+    run = _call(start, token).json()["result"]["run"]
+    _wait_run(firestore_db, run, lambda d: d.get("status") == "done")  # nothing to list
+    progress = _call({"action": "status", "run": run}, token).json()["result"]["progress"]
+    assert progress["status"] == "done" and progress["listed"] == 0
+    assert _call({"action": "status", "run": run}, plain).status_code == 403
+    assert _call({"action": "cancel", "run": run}, token).json()["result"]["cancelled"] is False

@@ -71,6 +71,10 @@ def recover_interrupted(event: scheduler_fn.ScheduledEvent) -> None:
         max_concurrent_dispatches=config.REFRESH_MAX_CONCURRENT_DISPATCHES,
         max_dispatches_per_second=config.REFRESH_MAX_DISPATCHES_PER_SECOND,
     ),
+    # One compute-bound task per instance (ONNX Runtime uses both vCPUs), and as many
+    # instances as tasks may run at once.
+    concurrency=1,
+    max_instances=config.REFRESH_MAX_CONCURRENT_DISPATCHES,
     **RUNTIME,
 )
 def refreshTasks(req: tasks_fn.CallableRequest) -> dict:

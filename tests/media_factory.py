@@ -310,13 +310,18 @@ def heic_bytes(
     primary: int = 0,
     quality: int = 90,
     bit_depth: int = 8,
+    thumbnails: tuple[int, ...] = (),
+    tile_size: int = 0,
 ) -> bytes:
     """A HEIC file holding ``images`` (the ``primary`` one is what viewers show).
 
     ``orientation`` is written the way iPhones do: as the container's rotation/mirror
     (``irot``/``imir``, which the decoder applies) with the same value in EXIF.
     ``bit_depth`` 10 writes an HDR file from 16-bit samples. Encoded with pillow-heif's
-    x265 encoder (the functions only decode with it).
+    x265 encoder (the functions only decode with it). ``thumbnails``: the longer side of
+    each thumbnail to store beside every image (libheif scales them, nearest neighbour, and
+    gives them the image's rotation); ``tile_size`` > 0 writes each image as a grid of
+    tiles of that size, as iPhones do (512).
     """
     import io
 
@@ -341,5 +346,11 @@ def heic_bytes(
         frame.info["exif"] = exif.tobytes()
         frame.info["primary"] = i == primary
     buf = io.BytesIO()
-    heif.save(buf, quality=quality, primary_index=primary)
+    heif.save(
+        buf,
+        quality=quality,
+        primary_index=primary,
+        thumbnails=list(thumbnails),
+        tile_size=tile_size,
+    )
     return buf.getvalue()

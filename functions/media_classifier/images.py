@@ -259,6 +259,12 @@ def load_rgb(
             # Checked before decoding: libjpeg reads every scan of a progressive file
             # before it outputs a pixel, so no decode can show where the data stopped.
             _check_jpeg(data, truncation.jpeg_layout(data))
+        if data is not None and img.format == "HEIF":
+            # Checked before decoding: libheif fills a grid's missing tiles without an
+            # error, and a thumbnail could otherwise stand in for a cut primary image.
+            missing = heif.missing_data(data)
+            if missing is not None:
+                raise MediaError(ErrorCode.CORRUPT_MEDIA, missing)
         request = None
         if target is not None and img.format == "JPEG":
             request = _draft_request(img, target, policy)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import io
 import os
 import subprocess
 import sys
@@ -171,3 +173,49 @@ def test_the_demo_heic_decodes_upright_like_its_png() -> None:
     assert heic.size == png.size == (451, 300)
     diff = np.abs(np.asarray(heic, dtype=np.int16) - np.asarray(png, dtype=np.int16))
     assert diff.mean() < 3  # lossy HEVC at quality 75, same orientation
+
+
+CENTER_CROP_224 = {"target": (224, 224), "policy": "center_crop"}
+
+
+def _scene(width: int, height: int) -> Image.Image:
+    """The arrow (red left, blue right) over a top-to-bottom green ramp: orientation shows
+    in the corners, a crop in the wrong place in the ramp."""
+    pixels = np.asarray(_arrow(width, height)).copy()
+    pixels[..., 1] = np.linspace(0, 255, height, dtype=np.uint8)[:, None]
+    return Image.fromarray(pixels)
+
+
+@functools.cache
+def _heic_without_exif(tile_size: int) -> bytes:
+    """A 1024x768 textured photo, thumbnail 512, no EXIF item: pillow-heif stores EXIF after
+    the pictures and reads it at open, so a file cut before it is refused before any check
+    of the pixels' data."""
+    import pillow_heif
+
+    grain = np.random.default_rng(0).integers(0, 48, (768, 1024, 3), dtype=np.uint8)
+    img = Image.fromarray(np.asarray(_scene(1024, 768)) // 2 + grain)
+    buf = io.BytesIO()
+    pillow_heif.from_pillow(img).save(buf, quality=50, thumbnails=[512], tile_size=tile_size)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("kept", [0.2, 0.5, 0.7])
+@pytest.mark.parametrize("tile_size", [0, 512], ids=["one-picture", "grid"])
+def test_a_heic_cut_short_is_corrupt_media_even_as_a_grid_with_a_thumbnail(
+    kept: float, tile_size: int
+) -> None:
+    # libheif decodes a grid whose last tiles are missing as green, without an error.
+    data = _heic_without_exif(tile_size)
+    assert heif.missing_data(data) is None
+    with pytest.raises(MediaError) as info:
+        decode_image(data[: int(len(data) * kept)], max_pixels=LIMIT, **CENTER_CROP_224)
+    assert info.value.code == ErrorCode.CORRUPT_MEDIA
+
+
+def test_a_heic_whose_cut_loses_only_the_thumbnail_decodes_its_primary_image() -> None:
+    # libheif writes the thumbnail's data after the primary image's.
+    data = heic_bytes(_scene(800, 600), thumbnails=(512,))
+    img = decode_image(data[:-200], max_pixels=LIMIT, **CENTER_CROP_224)
+    assert img.size == (800, 600)
+    assert _corner_colours(img) == ("red", "blue")

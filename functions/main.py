@@ -8,7 +8,7 @@ with a 10 s limit, and the model loads once per instance on the first event.
 import functools
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypedDict
 
 from firebase_functions import https_fn, options, scheduler_fn, storage_fn, tasks_fn
 
@@ -21,7 +21,23 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 # 2 GiB gives a full vCPU; video decoding and inference use both of the 4 GiB tier.
 options.set_global_options(max_instances=20)
-RUNTIME = {"memory": options.MemoryOption.GB_4, "cpu": 2, "timeout_sec": 540}
+
+
+class Runtime(TypedDict):
+    """The resources every function declares (typed, so the decorators' options check)."""
+
+    memory: options.MemoryOption
+    cpu: int
+    timeout_sec: int
+
+
+class HttpsRuntime(Runtime):
+    """The HTTPS functions' resources: the same, plus requests served at once."""
+
+    concurrency: int
+
+
+RUNTIME: Runtime = {"memory": options.MemoryOption.GB_4, "cpu": 2, "timeout_sec": 540}
 
 
 def _upload(data: storage_fn.StorageObjectData):
@@ -97,7 +113,7 @@ def refreshTasks(req: tasks_fn.CallableRequest) -> dict:
 # --- HTTPS: callable ``classify`` (apps) and REST ``api`` (any backend) ----------------
 # Same runtime as the trigger (video by path can take as long); concurrency bounded so a
 # burst of 10 MB bodies and their decoded pixels stays inside the 4 GiB.
-HTTPS_RUNTIME = {**RUNTIME, "concurrency": 8}
+HTTPS_RUNTIME: HttpsRuntime = {**RUNTIME, "concurrency": 8}
 
 
 def _screened(handler: Callable[[Any], Any]) -> Callable[[Any], Any]:

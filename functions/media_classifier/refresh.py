@@ -522,7 +522,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.action == "start":
         bucket = clients.bucket(args.bucket)
         errors = frozenset(c.strip().upper() for c in args.errors.split(",") if c.strip())
-        run_id = start(
+        started = start(
             db,
             AdminQueue(),
             settings,
@@ -532,7 +532,7 @@ def main(argv: list[str] | None = None) -> int:
             errors=errors,
             fail_after=args.fail_after,
         )
-        print(json.dumps({"run": run_id}))
+        print(json.dumps({"run": started}))
     elif args.action == "cancel":
         print(json.dumps({"run": args.run, "cancelled": cancel(db, settings, args.run)}))
     elif args.action == "resume":
@@ -583,7 +583,7 @@ def admin_request(
         if not isinstance(codes, list) or not all(isinstance(c, str) for c in codes):
             raise HttpsError(FunctionsErrorCode.INVALID_ARGUMENT, "errors: a list of codes")
         bucket = data.get("bucket") or clients.bucket(None).name
-        run_id = start(
+        started = start(
             db,
             queue,
             settings,
@@ -592,7 +592,7 @@ def admin_request(
             everything=data.get("everything") is True,
             errors=frozenset(c.upper() for c in codes),
         )
-        return {"run": run_id}
+        return {"run": started}
     run_id = data.get("run")
     if not isinstance(run_id, str) or not run_id or "/" in run_id:
         raise HttpsError(FunctionsErrorCode.INVALID_ARGUMENT, "run: the run id")

@@ -80,6 +80,7 @@ def smooth_runs(
         i = min(short, key=lambda j: (runs[j].length, not sandwiched(j), confidence(j), j))
         prev = runs[i - 1] if i > 0 else None
         nxt = runs[i + 1] if i + 1 < len(runs) else None
+        target: _Run | None
         if prev is not None and (nxt is None or prev.label == nxt.label):
             target = prev
         elif prev is None:

@@ -273,8 +273,15 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 #: IHDR colour type -> samples per pixel.
 _PNG_SAMPLES = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
 #: Adam7: (first column, first row, column step, row step) of each pass.
-_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2))
-_ADAM7 += ((0, 1, 1, 2),)
+_ADAM7: tuple[tuple[int, int, int, int], ...] = (
+    (0, 0, 8, 8),
+    (4, 0, 8, 8),
+    (0, 4, 4, 8),
+    (2, 0, 4, 4),
+    (0, 2, 2, 4),
+    (1, 0, 2, 2),
+    (0, 1, 1, 2),
+)
 #: Inflate at most this much at a time while counting (the output is thrown away).
 _INFLATE_CHUNK = 1 << 20
 

@@ -415,7 +415,7 @@ class _Decoder:
         view = memoryview(buf)
         got = 0
         while got < self.frame_bytes:
-            n = self.proc.stdout.readinto(view[got:])
+            n = self.proc.stdout.readinto(view[got:])  # type: ignore[attr-defined]  # a BufferedReader
             if not n:
                 return None
             got += n

@@ -158,7 +158,8 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
     elif img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         # 16-bit (or 32-bit int) greyscale: keep the top 8 bits of the used range.
-        peak = img.getextrema()[1] or 1
+        extrema = img.getextrema()  # (min, max) for a single-band image
+        peak = extrema[1] if isinstance(extrema[1], int | float) else 1
         shift = 256 if peak > 255 else 1
         img = img.point(lambda v: v / shift).convert("L")
     elif img.mode == "F":
@@ -183,7 +184,7 @@ def _draft_jpeg(img: Image.Image, request: tuple[int, int], data: bytes | None) 
     """
     image_mod, _ = _pil()
     img.draft("RGB", request)
-    scale = img.decoderconfig[:1]  # (scale,) once draft mode is set
+    scale = getattr(img, "decoderconfig", ())[:1]  # (scale,) once JPEG draft mode is set
     if data is None or not img.info.get("progressive") or scale != (8,):
         return img
     from . import jpeg_progressive

@@ -11,9 +11,12 @@
 * ``photo_12mp_progressive.jpg``: the phone-like photo re-encoded as a progressive JPEG
   (quality 90), what web tools and mozjpeg write: libjpeg must read every scan into a
   whole-image coefficient buffer, which ``jpeg_progressive`` avoids at 1/8 scale.
-* ``photo_12mp.heic``: the phone-like photo as an iPhone stores it, HEIC (HEVC) at
-  pillow-heif quality 50: ~2.4 MB, in the 1.5-3 MB of a 12 MP iPhone photo. Encoded in the
-  functions' interpreter, the one with pillow-heif.
+* ``photo_12mp_grid.heic``: the phone-like photo laid out as an iPhone stores it: HEIC
+  (HEVC) at pillow-heif quality 50 (~2.4 MB, in the 1.5-3 MB of a 12 MP iPhone photo), a
+  grid of 512x512 tiles (libheif decodes them on every allocated CPU) and a 320x240
+  thumbnail (what Apple's ImageIO writes; the functions classify the primary image,
+  ``bench/heic_thumbnails.py`` says why). Encoded in the functions' interpreter, the one
+  with pillow-heif.
 * ``photo_03mp.png``: ``samples/images/flower.jpg`` at 640x480 as PNG (a screenshot-sized upload).
 * ``video_60s_720p.mp4``: 60 s of ffmpeg's ``testsrc2`` at 1280x720, 30 fps, H.264 (libx264,
   yuv420p), made with the ``imageio-ffmpeg`` bundled binary the functions use.
@@ -87,14 +90,16 @@ def make_progressive(path: Path, source: Path) -> Path:
     return path
 
 
-def make_heic(path: Path, source: Path, python: Path) -> Path:
-    """``source`` re-encoded as HEIC by ``python`` (an interpreter with pillow-heif)."""
+def make_heic(path: Path, source: Path, python: Path, thumbnail: int) -> Path:
+    """``source`` re-encoded as an iPhone-like HEIC (grid of 512x512 tiles, one thumbnail
+    whose longer side is ``thumbnail``) by ``python`` (an interpreter with pillow-heif)."""
     tmp = path.with_suffix(".tmp")
     code = (
         "import sys, pillow_heif; from PIL import Image; "
-        "pillow_heif.from_pillow(Image.open(sys.argv[1])).save(sys.argv[2], quality=50)"
+        "pillow_heif.from_pillow(Image.open(sys.argv[1])).save(sys.argv[2], quality=50, "
+        "tile_size=512, thumbnails=[int(sys.argv[3])])"
     )
-    subprocess.run([str(python), "-c", code, str(source), str(tmp)], check=True)
+    subprocess.run([str(python), "-c", code, str(source), str(tmp), str(thumbnail)], check=True)
     tmp.replace(path)
     return path
 
@@ -151,7 +156,7 @@ def ensure_inputs(
     jpeg = directory / "photo_12mp.jpg"
     smooth = directory / "photo_12mp_smooth.jpg"
     progressive = directory / "photo_12mp_progressive.jpg"
-    heic = directory / "photo_12mp.heic"
+    heic = directory / "photo_12mp_grid.heic"
     png = directory / "photo_03mp.png"
     video = directory / f"video_{video_seconds:g}s_720p.mp4"
     inputs = Inputs(jpeg, smooth, progressive, heic, png, video, video_seconds)
@@ -167,7 +172,7 @@ def ensure_inputs(
     if not progressive.is_file():
         make_progressive(progressive, jpeg)
     if not heic.is_file():
-        make_heic(heic, jpeg, python)
+        make_heic(heic, jpeg, python, 320)
     if not png.is_file():
         make_png(png)
     if not video.is_file():

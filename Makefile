@@ -137,6 +137,7 @@ test-model-build: model-build-venv
 lint: dev-venv
 	$(DEV_VENV)/bin/ruff check functions model_build tools tests bench
 	$(DEV_VENV)/bin/ruff format --check functions model_build tools tests bench
+	$(DEV_VENV)/bin/mypy
 
 bench: setup model-build-venv
 	$(MB_VENV)/bin/python bench/run.py

@@ -177,7 +177,8 @@ def missing_data(data: bytes) -> str | None:
         refs = _derived_from(data, *boxes[b"iref"]) if b"iref" in boxes else {}
     except (struct.error, IndexError, KeyError, ValueError):
         return None
-    needed, seen, furthest = [primary], set(), 0
+    needed, furthest = [primary], 0
+    seen: set[int] = set()
     while needed and len(seen) < 10_000:
         item = needed.pop()
         if item in seen:

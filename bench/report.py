@@ -77,6 +77,95 @@ def goals(res: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+#: Goals as ratios measured in the same run (what a changing CPU or load cannot move much):
+#: (id, description, limit, ">=" or "<="). Evaluated by :func:`ratio_goals`.
+RATIO_GOALS = (
+    ("heic_vs_jpeg", "12 MP HEIC bytes to labels / the same photo as JPEG", 2.0, "<="),
+    (
+        "jpeg_floor",
+        "12 MP phone-like JPEG / its floor (libjpeg at the draft scale + ORT)",
+        1.15,
+        "<=",
+    ),
+    ("jpeg_vs_notebook", "12 MP phone-like JPEG: the notebook way / int8 pipeline", 4.5, ">="),
+    ("png_floor", "0.3 MP PNG / its floor (libpng + resize + ORT)", 1.2, "<="),
+    ("video_floor", "60 s 720p video at 1 fps / its floor (ffmpeg sampling + ORT)", 1.15, "<="),
+    (
+        "video_x_realtime",
+        "60 s 720p video at 1 fps, x real time (quiet 2-vCPU machine)",
+        30.0,
+        ">=",
+    ),
+    ("cold_floor", "cold start to first result / its floor (imports + session + 1 run)", 1.2, "<="),
+)
+
+
+def _ratio(
+    case: dict[str, Any] | None, key: str | None = None
+) -> tuple[float | None, float | None]:
+    """(median, min) of a floor case's per-round ratio."""
+    ratio = (case or {}).get("ratio") or {}
+    if key is not None:
+        ratio = ratio.get(key) or {}
+    return ratio.get("median"), ratio.get("min")
+
+
+def ratio_goals(res: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each ratio goal's median and best (min for "<=", max-equivalent for ">=") with verdicts.
+
+    Floors and products are timed in turn in one process (``bench.cases.rounds``) or, for
+    the cold start, in alternating fresh processes; the value is the median of the
+    per-round ratios. The notebook ratio is the one exception: torch runs in another
+    interpreter, so it is the ratio of the two cases' medians, as before.
+    """
+    floors = res.get("floors", {})
+    values: dict[str, tuple[float | None, float | None]] = {
+        "heic_vs_jpeg": _ratio(floors.get("heic_vs_jpeg"), "heic_12mp"),
+        "jpeg_floor": _ratio(floors.get("jpeg_12mp")),
+        "png_floor": _ratio(floors.get("png_03mp")),
+        "cold_floor": _ratio(res.get("cold_start")),
+    }
+    jpeg = res["image"].get("jpeg_12mp", {})
+    nb, int8 = _stat(jpeg.get("notebook")), _stat(jpeg.get("int8"))
+    nb_min, int8_min = _stat(jpeg.get("notebook"), "min_ms"), _stat(jpeg.get("int8"), "min_ms")
+    values["jpeg_vs_notebook"] = (
+        nb / int8 if nb and int8 else None,
+        nb_min / int8_min if nb_min and int8_min else None,
+    )
+    full_video = res["meta"]["video_seconds"] == 60
+    video = floors.get("video_1fps") if full_video else None
+    values["video_floor"] = _ratio(video)
+    # Real time is the product's own pace: the video case (which waited for a quiet machine).
+    one_fps = res.get("video", {}).get("1fps", {}) if full_video else {}
+    best_ms = _stat(one_fps, "min_ms")
+    values["video_x_realtime"] = (
+        one_fps.get("x_realtime"),
+        res["meta"]["video_seconds"] * 1000 / best_ms if best_ms else None,
+    )
+    out = []
+    for key, text, limit, sense in RATIO_GOALS:
+        value, best = values[key]
+
+        def verdict(v: float | None, limit: float = limit, sense: str = sense) -> str:
+            if v is None:
+                return "n/a"
+            return "PASS" if (v >= limit if sense == ">=" else v <= limit) else "FAIL"
+
+        out.append(
+            {
+                "goal": key,
+                "text": f"{text} {sense} {limit:g}",
+                "limit": limit,
+                "sense": sense,
+                "value": None if value is None else round(value, 3),
+                "verdict": verdict(value),
+                "best": None if best is None else round(best, 3),
+                "best_verdict": verdict(best),
+            }
+        )
+    return out
+
+
 def _fmt(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
@@ -105,6 +194,47 @@ def markdown(res: dict[str, Any]) -> str:
         lines.append(
             f"| {g['text']} | {_fmt(g['value'], 2)} | **{g['verdict']}** | "
             f"{_fmt(g['best'], 2)} | {g['best_verdict']} |"
+        )
+    lines += [
+        "",
+        "## Goals as ratios, measured in the same run",
+        "",
+        "Each product case and its floor timed in turn, round after round, in one process "
+        "(cold start: alternating fresh processes); the value is the median of the per-round "
+        "ratios, the best is the most favourable round.",
+        "",
+        "| goal | median | verdict | best round | verdict at best |",
+        "|---|---:|---|---:|---|",
+    ]
+    for g in res.get("ratio_goals", []):
+        lines.append(
+            f"| {g['text']} | {_fmt(g['value'], 2)} | **{g['verdict']}** | "
+            f"{_fmt(g['best'], 2)} | {g['best_verdict']} |"
+        )
+    lines += ["", "| floor case | product median ms | floor median ms | floor parts (median ms) |"]
+    lines += ["|---|---:|---:|---|"]
+    for name, case in res.get("floors", {}).items():
+        if "time" not in case:
+            lines.append(f"| {name} | error: {case.get('error', '?')[:60]} |")
+            continue
+        t = case["time"]
+        if "floor" in case:
+            parts = ", ".join(f"{p} {t[p]['median_ms']:.1f}" for p in case["floor_parts"])
+            lines.append(
+                f"| {name} | {t['product']['median_ms']:.1f} | "
+                f"{case['floor']['median_ms']:.1f} | {parts} |"
+            )
+        else:  # a pair: every file against the first
+            parts = ", ".join(f"{k} {v['median_ms']:.1f}" for k, v in t.items())
+            lines.append(f"| {name} | - | - | {parts} |")
+    cold = res.get("cold_start", {})
+    if cold.get("floor"):
+        fs = cold["floor"]["summary"]
+        parts = ", ".join(f"{k.removesuffix('_ms')} {v['median_ms']:.1f}" for k, v in fs.items())
+        lines.append(
+            f"| cold_start | {cold['summary']['to_first_result_ms']['median_ms']:.1f} | "
+            f"{fs['to_first_result_ms']['median_ms']:.1f} | {parts}; `import main` adds "
+            f"{cold['summary']['import_main_ms']['median_ms']:.1f} |"
         )
     lines += [
         "",

@@ -1,6 +1,7 @@
 """The refresh's checks that need no server: who may run it, what a task may name.
 
-The fan-out itself runs through the Cloud Tasks emulator in ``tests/e2e/test_refresh_through_cloud_tasks.py``.
+The fan-out itself runs through the Cloud Tasks emulator in
+``tests/e2e/test_refresh_through_cloud_tasks.py``.
 """
 
 from __future__ import annotations

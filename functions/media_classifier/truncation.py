@@ -7,8 +7,9 @@ that cannot be read in full makes the whole animation ``CORRUPT_MEDIA``, ``video
 
 Why checks are needed at all: most decoders raise when the data runs out, and those
 errors already end as ``CORRUPT_MEDIA`` (Pillow's "image file is truncated" for a cut
-JPEG, PNG, GIF, BMP or TIFF; libwebp, libheif and libavif refuse cut files, and libheif
-refuses a HEIC whose header claims another size). Two fill the gap in silently:
+JPEG, PNG, GIF, BMP or TIFF; libwebp and libavif refuse cut files; libheif refuses a cut
+single-picture HEIC but fills a grid's missing tiles, which ``heif.missing_data`` catches
+first). Two more fill the gap in silently:
 
 * libjpeg, when a marker arrives before a scan's entropy-coded data is complete (an end
   marker after a cut, or a header that claims more pixels than the data holds), warns,

@@ -26,8 +26,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import firebase_admin
 import pytest
 
+from media_classifier import clients
 from tools import localstack
 from tools.localstack import (
     HOST,
@@ -94,6 +96,18 @@ def run_command(*args: str) -> subprocess.CompletedProcess[str]:
     return proc
 
 
+def _forget_admin_apps() -> None:
+    """Drop an Admin SDK app made before the emulator variables were set.
+
+    Unit tests in the same pytest run (``main.classify`` through its guard) create the
+    default app as production would, with Application Default Credentials; reused here,
+    its Storage client would look for credentials this machine does not have.
+    """
+    clients.reset_for_tests()
+    with contextlib.suppress(ValueError):
+        firebase_admin.delete_app(firebase_admin.get_app())
+
+
 @pytest.fixture(scope="session")
 def stack(request: pytest.FixtureRequest) -> Iterator[LocalStack | None]:
     """The running emulator stack (``None`` when reusing one via ``MC_STACK_RUNNING=1``).
@@ -105,6 +119,7 @@ def stack(request: pytest.FixtureRequest) -> Iterator[LocalStack | None]:
     """
     saved = {k: os.environ.get(k) for k in emulator_env()}
     os.environ.update(emulator_env())
+    _forget_admin_apps()
     try:
         if env_flag("MC_STACK_RUNNING"):
             if not wait_for_existing():

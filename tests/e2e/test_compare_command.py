@@ -2,8 +2,8 @@
 
 Real uploads through the Storage emulator get their results from the real trigger; then
 the command (as an ML engineer runs it) compares a candidate file with those results:
-the shipped model itself agrees everywhere, a model that answers colours nowhere, and
-neither run writes anything.
+the shipped file's own results are not compared with it, a re-exported copy with the same
+weights agrees everywhere, a model that answers colours nowhere, and no run writes anything.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import onnx
+
 from tests.e2e.conftest import RESULTS_COLLECTION, run_command
 from tests.model_factory import COLOUR_LABELS, colour_model
 from tools.localstack import default_bucket, result_doc_id
@@ -19,6 +21,17 @@ from tools.localstack import default_bucket, result_doc_id
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "samples" / "images"
 SHIPPED = REPO / "functions" / "models" / "imagenet_mobilenet_v2.int8.onnx"
+
+
+def _same_weights_other_file(path: Path) -> Path:
+    """The shipped file with another doc string (so another ``sha``), arithmetic unchanged."""
+    model = onnx.load(str(SHIPPED))
+    model.doc_string = "the shipped weights, exported again"
+    kept = [p for p in model.metadata_props if p.key != "sha"]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    onnx.save(model, str(path))
+    return path
 
 
 def _compare(*args: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -37,10 +50,16 @@ def test_compare_a_candidate_with_the_results_users_see(
     before = {name: wait_for_result(name) for name in names}
     under = names[0].rsplit("/", 1)[0] + "/"
 
-    # The deployed file itself: the same pipeline gives the same top labels.
+    # The deployed file itself wrote these results: comparing it with them says nothing.
     changes, summary = _compare("--model", str(SHIPPED), "--under", under)
-    assert changes == [] and summary["compared"] == 2 and summary["agreement"] == 1.0
+    assert changes == [] and summary["compared"] == 0
+    assert summary["the candidate's own result"] == 2
     assert summary["against"] == "imagenet_mobilenet_v2"
+
+    # Another file (another content hash) with the same weights: same pipeline, same labels.
+    copy = _same_weights_other_file(tmp_path / "imagenet_mobilenet_v2.int8.onnx")
+    changes, summary = _compare("--model", str(copy), "--under", under)
+    assert changes == [] and summary["compared"] == 2 and summary["agreement"] == 1.0
 
     # A candidate that answers colours changes every top label, and says which.
     candidate = colour_model(tmp_path / "colours.int8.onnx", size=(32, 32))

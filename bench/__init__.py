@@ -1,1 +1,1 @@
-"""``make bench``: speed, size and memory of the product against the notebook way (issue 7)."""
+"""``make bench``: speed, size and memory of the product against the notebook way."""

@@ -3,8 +3,8 @@
 A HEIC/HEIF photo could be classified from its embedded thumbnail when that is at least as
 large as the model's input needs after its resize policy (the size JPEG's draft mode asks
 libjpeg for; pillow-heif's ``draft()`` then picks the smallest thumbnail that is a scaled copy
-of the primary image: same aspect, rotation, mirroring, crop). The issue that asked for it set
-the bar: ship it only if the shipped model's top-1 label agrees with the full decode's on at
+of the primary image: same aspect, rotation, mirroring, crop). The bar for shipping it:
+ship it only if the shipped model's top-1 label agrees with the full decode's on at
 least 98 % of 100+ real photos stored the way iPhones store them. This script measures that
 and prints a Markdown table. The serving path does not use thumbnails (the agreement was
 83 %, bench/README.md); the thumbnail path here is the serving path's own steps
@@ -80,7 +80,6 @@ import json
 import os
 import platform
 import re
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -95,7 +94,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "functions"))
 
 from bench.paths import INT8_MODEL, REPO
 from model_build.extra_images import PACKAGES, fetch, is_photo_stamp
-from model_build.samples import PHOTOS, VIDEOS
+from model_build.samples import PHOTOS, VIDEOS, decode_all
 
 CACHE = REPO / "runs/bench/heic_thumbnails"
 MB_VENV = REPO / "model_build/.venv"
@@ -168,22 +167,11 @@ def _package_file(dist_name: str, file_name: str) -> Path | None:
 def _video_frames(path: Path, count: int) -> Iterator[tuple[int, Image.Image]]:
     import imageio_ffmpeg
 
-    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
-    probe = subprocess.run([ffmpeg, "-i", str(path)], capture_output=True, text=True).stderr
-    m = re.search(r"Video:.*?(\d{2,5})x(\d{2,5})", probe)
-    if not m:
-        return
-    w, h = int(m.group(1)), int(m.group(2))
-    raw = subprocess.run(
-        [ffmpeg, "-v", "error", "-i", str(path), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
-        capture_output=True,
-        check=True,
-    ).stdout
-    n = len(raw) // (w * h * 3)
+    frames = decode_all(imageio_ffmpeg.get_ffmpeg_exe(), path)
     for j in range(count):
-        i = int((j + 0.5) * n / count)
-        frame = np.frombuffer(raw, np.uint8, w * h * 3, i * w * h * 3).reshape(h, w, 3)
-        yield i, Image.fromarray(frame)
+        i = int((j + 0.5) * len(frames) / count)
+        if frames:
+            yield i, Image.fromarray(frames[i])
 
 
 def sources(quick: bool) -> Iterator[tuple[str, str, Image.Image]]:

@@ -1,7 +1,7 @@
 """``export-pretrained``: the shipped default model, torchvision's ImageNet MobileNetV2.
 
 fp32 ONNX (kept in a git-ignored build folder; ``make bench`` regenerates it), then int8 QDQ
-calibrated on real photos and video frames, then the agreement check the issue asks for:
+calibrated on real photos and video frames, then the agreement goal:
 int8 top-1 == PyTorch top-1 on >= 95 % of a set of real images disjoint from calibration.
 """
 

@@ -101,14 +101,14 @@ def video_frames(per_video: int, part: int = 0, parts: int = 1) -> list[Sample]:
         path = package_file(dist, name)
         if path is None:
             continue
-        frames = _decode_all(ffmpeg, path)
+        frames = decode_all(ffmpeg, path)
         n = len(frames)
         picked = sorted({int((j + 0.5) * n / grid) for j in range(part, grid, parts)}) if n else []
         out += [Sample(f"{dist}:{name}#{i}", png_bytes(frames[i])) for i in picked]
     return out
 
 
-def _decode_all(ffmpeg: str, path: Path) -> list[np.ndarray]:
+def decode_all(ffmpeg: str, path: Path) -> list[np.ndarray]:
     """Decode every frame of a short clip to RGB arrays (the clips are at most 250 frames)."""
     probe = subprocess.run(
         [ffmpeg, "-i", str(path)], capture_output=True, text=True, check=False

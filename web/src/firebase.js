@@ -14,6 +14,7 @@ import { connectFunctionsEmulator, getFunctions } from "firebase/functions";
 import { connectStorageEmulator, getStorage } from "firebase/storage";
 
 export const RESULTS_COLLECTION = "mediaResults";
+export const REFRESH_COLLECTION = "mediaRefreshRuns"; // the REFRESH_COLLECTION param
 export const UPLOAD_PREFIX = "uploads/";
 export const FUNCTIONS_REGION = "us-central1";
 

@@ -1,4 +1,5 @@
-// Pure helpers (no DOM, no Firebase): ids, names, times, colours. node can import this file.
+// Pure helpers (no DOM, no Firebase): ids, names, times, colours, refresh counts. node can
+// import this file.
 
 export const MAX_ID_BYTES = 1500;
 
@@ -87,4 +88,53 @@ export function framesOf(chunks) {
   return [...chunks]
     .sort((a, b) => (a.index ?? 0) - (b.index ?? 0))
     .flatMap((chunk) => chunk.frames || []);
+}
+
+/** "40 s", "12 min", "2 h 5 min", "3 d 4 h": a span of time, to the unit that matters. */
+export function span(seconds) {
+  const s = Math.max(0, Math.round(Number(seconds) || 0));
+  if (s < 90) return `${s} s`;
+  const m = Math.round(s / 60);
+  if (m < 90) return `${m} min`;
+  const h = Math.floor(s / 3600);
+  if (h < 48) {
+    const rest = Math.round((s - h * 3600) / 60);
+    return rest ? `${h} h ${rest} min` : `${h} h`;
+  }
+  const d = Math.floor(s / 86400);
+  const rest = Math.round((s - d * 86400) / 3600);
+  return rest ? `${d} d ${rest} h` : `${d} d`;
+}
+
+/**
+ * A refresh run's counts (its document in mediaRefreshRuns, see
+ * docs/operations-refresh.md): `handled` = done + skipped + every error, and the
+ * fraction of the listed objects it is. Errors by code, most frequent first. A run
+ * counts a batch at a time, so `handled` moves in steps of the batch size.
+ */
+export function runProgress(run) {
+  const count = (value) => Math.max(0, Math.trunc(Number(value) || 0));
+  const errorsByCode = Object.entries(run?.errors || {})
+    .map(([code, n]) => [code, count(n)])
+    .filter(([, n]) => n > 0)
+    .sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
+  const errors = errorsByCode.reduce((sum, [, n]) => sum + n, 0);
+  const listed = count(run?.listed);
+  const done = count(run?.done);
+  const skipped = count(run?.skipped);
+  const handled = done + skipped + errors;
+  const listingComplete = Boolean(run?.listing?.complete);
+  let fraction = listed ? handled / listed : 0;
+  if (!listed && listingComplete) fraction = 1; // nothing to do: complete
+  return {
+    listed,
+    enqueued: count(run?.enqueued),
+    done,
+    skipped,
+    errors,
+    errorsByCode,
+    handled,
+    fraction: Math.min(1, fraction),
+    listingComplete,
+  };
 }

@@ -1,10 +1,12 @@
 // The web app: sign in, upload, watch results arrive, browse the history, delete,
-// classify on demand. Plain DOM; every Firebase call is the SDK's public API, used as
-// the README tells app developers to use it.
+// classify on demand; admins also watch and run model refreshes (refresh.js). Plain DOM;
+// every Firebase call is the SDK's public API, used as the README tells app developers
+// to use it.
 
 import {
   createUserWithEmailAndPassword,
   onAuthStateChanged,
+  onIdTokenChanged,
   signInAnonymously,
   signInWithEmailAndPassword,
   signOut,
@@ -22,9 +24,11 @@ import {
 import { httpsCallable } from "firebase/functions";
 import { deleteObject, getDownloadURL, ref, uploadBytesResumable } from "firebase/storage";
 
+import { $, errorBox, h, showAlert, toast } from "./dom.js";
 import { connect, RESULTS_COLLECTION, UPLOAD_PREFIX } from "./firebase.js";
 import { ago, bytes, clock, displayName, framesOf, labelHue, percent, resultId, uploadPath } from "./format.js";
 import { describeError } from "./messages.js";
+import { refreshAccess, setUpRefresh } from "./refresh.js";
 
 // Results per page of the history; `?pageSize=N` changes it (1 to 100).
 const PAGE_SIZE = Math.min(100, Math.max(1, Number(new URLSearchParams(location.search).get("pageSize")) || 12));
@@ -43,61 +47,6 @@ const state = {
   stopHistory: null,
   linked: null, // the ResultCard opened by a #result= link
 };
-
-// --- tiny DOM helpers ---------------------------------------------------------------
-const $ = (selector, root = document) => root.querySelector(selector);
-
-function h(tag, attrs = {}, ...children) {
-  const el = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs || {})) {
-    if (value === undefined || value === null || value === false) continue;
-    if (key === "class") el.className = value;
-    else if (key === "style") el.style.cssText = value;
-    else if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
-    else if (key === "dataset") Object.assign(el.dataset, value);
-    else el.setAttribute(key, value === true ? "" : String(value));
-  }
-  for (const child of children.flat()) {
-    if (child === null || child === undefined || child === false) continue;
-    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
-  return el;
-}
-
-function errorBox(error, extra = {}) {
-  const d = describeError(error);
-  return h(
-    "div",
-    { class: "alert", role: "alert", "data-code": d.code, ...extra },
-    h("strong", { class: "alert-title" }, d.title),
-    h("span", {}, d.message),
-    d.detail && d.detail !== d.message ? h("small", { class: "detail" }, `${d.code}: ${d.detail}`) : null,
-  );
-}
-
-function showAlert(el, error) {
-  if (!error) {
-    el.hidden = true;
-    el.replaceChildren();
-    return;
-  }
-  const box = errorBox(error);
-  el.replaceChildren(...box.childNodes);
-  el.dataset.code = box.dataset.code;
-  el.hidden = false;
-}
-
-let toastTimer;
-function toast(text, kind = "info") {
-  const el = $("#toast");
-  el.textContent = text;
-  el.dataset.kind = kind;
-  el.hidden = false;
-  clearTimeout(toastTimer);
-  toastTimer = setTimeout(() => {
-    el.hidden = true;
-  }, 4500);
-}
 
 // --- rendering of a result --------------------------------------------------------------
 function labelList(labels, testid = "labels") {
@@ -817,6 +766,7 @@ async function main() {
   setUpSignIn();
   setUpDropzone();
   setUpQuickCheck();
+  setUpRefresh(fb);
   $("#more").addEventListener("click", () => {
     state.pageLimit += PAGE_SIZE;
     watchHistory();
@@ -828,6 +778,7 @@ async function main() {
   });
   window.addEventListener("hashchange", openLinked);
   onAuthStateChanged(fb.auth, onUser);
+  onIdTokenChanged(fb.auth, refreshAccess); // admins (custom claim) see the refresh panel
   // For scripts and tests driving the page: the services it uses, once signed in or out.
   window.mediaClassifier = { fb, state, describeError };
 }

@@ -164,6 +164,41 @@ export const SDK_MESSAGES = {
   },
 };
 
+/**
+ * The model-refresh panel's own words (refresh.js): the callable `refresh_admin`
+ * answers in HttpsError codes ("functions/permission-denied", ...) and the runs'
+ * listener in Firestore's. The general texts above speak of uploads and results, which
+ * would mislead here ("That file belongs to another account"), so the panel looks
+ * here first.
+ */
+export const REFRESH_MESSAGES = {
+  "permission-denied": {
+    title: "Only admins run refreshes",
+    message:
+      "This account has no admin claim, or it was given after you signed in: sign out and in again to pick it up.",
+  },
+  unauthenticated: { title: "Please sign in", message: "Your session has ended. Sign in again to manage refreshes." },
+  "invalid-argument": {
+    title: "The refresh was not started",
+    message: "The folder must lie inside uploads/ (the folder the classifier watches). Check it and try again.",
+  },
+  "not-found": {
+    title: "No such run",
+    message: "It may have been deleted, or the refresh function is not deployed (locally: is `make serve` running?).",
+  },
+  "deadline-exceeded": {
+    title: "No answer from the refresh function",
+    message: "It may still have done what you asked: watch the run's status before trying again.",
+  },
+};
+
+/** Refresh run states (the run document's `status`), as the panel names them. */
+export const RUN_STATUS_TEXT = {
+  running: "Running",
+  cancelled: "Cancelled",
+  done: "Done",
+};
+
 export const FALLBACK = {
   title: "Something went wrong",
   message: "Try again. If it keeps happening, reload the page.",
@@ -199,4 +234,12 @@ export function describeError(error) {
 /** Every code this file knows, for the test that compares them with the functions'. */
 export function knownCodes() {
   return [...Object.keys(MEDIA_MESSAGES), ...Object.keys(REQUEST_MESSAGES), ...Object.keys(SDK_MESSAGES)];
+}
+
+/** describeError, in the words of the model-refresh panel where it has its own. */
+export function describeRefreshError(error) {
+  const d = describeError(error);
+  const bare = String(error?.code ?? "").replace(/^(functions|firestore)\//, "");
+  if (!Object.hasOwn(REFRESH_MESSAGES, bare)) return d;
+  return { ...d, title: REFRESH_MESSAGES[bare].title, message: REFRESH_MESSAGES[bare].message };
 }

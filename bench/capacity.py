@@ -5,11 +5,12 @@ Why a script: the table must follow the measurements (``make bench`` writes
 the code, which are assumptions and which are list prices, so that anyone can change one
 and regenerate it:
 
-    .venv/bin/python bench/capacity.py            # writes docs/capacity.md
-    .venv/bin/python bench/capacity.py --stdout   # prints it
+    .venv/bin/python -m bench.capacity            # writes docs/capacity.md
+    .venv/bin/python -m bench.capacity --stdout   # prints it
 
 The scenario is the expensive one: a model was retrained, so every object is outdated and
-is downloaded, classified and written again by ``refreshTasks`` (``media_classifier.refresh``).
+is downloaded, classified and written again by ``refreshTasks``
+(``media_classifier.flows.refresh``).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ PRICES = {
 }
 #: The task function's runtime (functions/main.py RUNTIME): billed while a task runs.
 VCPU, GIB = 2, 4
-#: Objects per list page (media_classifier.refresh.PAGE_SIZE).
+#: Objects per list page (media_classifier.flows.refresh.PAGE_SIZE).
 PAGE = 500
 #: ASSUMED per-object I/O wall time besides compute: 5 Firestore round trips and one Storage
 #: download inside the region. Not measured (the emulators are not a latency model).

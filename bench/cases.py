@@ -3,8 +3,8 @@
 Each case runs in its own fresh process (``bench/worker.py``) so that its peak RSS is its
 own and nothing it imports (torch for the notebook way) leaks into another case's numbers.
 The project cases call the same functions the deployed code calls
-(:func:`media_classifier.pipeline.classify_bytes` / ``classify_file``), so what is measured
-is what is served.
+(:func:`media_classifier.inference.pipeline.classify_bytes` / ``classify_file``), so what is
+measured is what is served.
 """
 
 from __future__ import annotations
@@ -67,8 +67,8 @@ def notebook_image(image: str, budget: Budget, **_: Any) -> dict[str, Any]:
 
 def pipeline_image(image: str, model: str, budget: Budget, **_: Any) -> dict[str, Any]:
     """Bytes to labels through the project's pipeline (sniff, decode, resize, ORT, top-k)."""
-    from media_classifier.model import Model
-    from media_classifier.pipeline import Limits, classify_bytes
+    from media_classifier.inference.model import Model
+    from media_classifier.inference.pipeline import Limits, classify_bytes
 
     loaded = Model.load(model)
     limits = Limits()
@@ -82,8 +82,8 @@ def inference(image: str, model: str, batch: int, budget: Budget, **_: Any) -> d
     """``Model.predict`` alone on a real prepared image repeated ``batch`` times."""
     import numpy as np
 
-    from media_classifier.images import prepare_image
-    from media_classifier.model import Model
+    from media_classifier.inference.model import Model
+    from media_classifier.media.images import prepare_image
 
     loaded = Model.load(model)
     array = prepare_image(
@@ -99,8 +99,8 @@ def video(
     video: str, model: str, every_sec: float, budget: Budget, seconds: float, **_: Any
 ) -> dict[str, Any]:
     """A whole video end to end through ``classify_file`` at one sampling interval."""
-    from media_classifier.model import Model
-    from media_classifier.pipeline import Limits, classify_file
+    from media_classifier.inference.model import Model
+    from media_classifier.inference.pipeline import Limits, classify_file
 
     loaded = Model.load(model)
     limits = Limits(frame_interval_sec=every_sec, max_frames=max(600, int(seconds / every_sec) + 1))
@@ -188,9 +188,9 @@ def image_floor(image: str, model: str, budget: Budget, **_: Any) -> dict[str, A
 
     from PIL import Image
 
-    from media_classifier import images
-    from media_classifier.model import Model
-    from media_classifier.pipeline import Limits, classify_bytes
+    from media_classifier.inference.model import Model
+    from media_classifier.inference.pipeline import Limits, classify_bytes
+    from media_classifier.media import images
 
     loaded = Model.load(model)
     limits = Limits()
@@ -229,8 +229,8 @@ def image_floor(image: str, model: str, budget: Budget, **_: Any) -> dict[str, A
 
 def image_pair(images: dict[str, str], model: str, budget: Budget, **_: Any) -> dict[str, Any]:
     """``classify_bytes`` on several files in turn; each one's ratio to the first one."""
-    from media_classifier.model import Model
-    from media_classifier.pipeline import Limits, classify_bytes
+    from media_classifier.inference.model import Model
+    from media_classifier.inference.pipeline import Limits, classify_bytes
 
     loaded = Model.load(model)
     limits = Limits()
@@ -262,9 +262,9 @@ def video_floor(
     product's batches."""
     import numpy as np
 
-    from media_classifier import video as video_mod
-    from media_classifier.model import Model
-    from media_classifier.pipeline import Limits, classify_file
+    from media_classifier.inference.model import Model
+    from media_classifier.inference.pipeline import Limits, classify_file
+    from media_classifier.media import video as video_mod
 
     loaded = Model.load(model)
     limits = Limits(frame_interval_sec=every_sec, max_frames=max(600, int(seconds / every_sec) + 1))

@@ -8,7 +8,7 @@ own worker cases (``Model.predict`` at batch 1 and 16, and optionally the 60 s v
 medians over the rounds.
 
     git show HEAD~1:functions/models/imagenet_mobilenet_v2.int8.onnx > /tmp/old.onnx
-    model_build/.venv/bin/python bench/compare_models.py /tmp/old.onnx \\
+    model_build/.venv/bin/python -m bench.compare_models /tmp/old.onnx \\
         functions/models/imagenet_mobilenet_v2.int8.onnx --rounds 3 --video
 """
 
@@ -18,8 +18,6 @@ import argparse
 import sys
 from dataclasses import asdict
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench, model_build
 
 from bench.inputs import ensure_inputs
 from bench.paths import FUNCTIONS_PYTHON
@@ -60,7 +58,7 @@ def _value(name: str, result: dict) -> tuple[float, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="bench/compare_models.py", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m bench.compare_models", description=__doc__)
     p.add_argument("models", type=Path, nargs=2, help="the two ONNX files (before, after)")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--video", action="store_true", help="also the 60 s video at 1 frame/s")

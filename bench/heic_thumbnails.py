@@ -57,9 +57,9 @@ is 513 -> 512 px). Columns:
 The files are cached in ``runs/bench/heic_thumbnails/`` (x265 takes 5-10 s per 12 MP
 file). Run with the functions' interpreter::
 
-    functions/venv/bin/python bench/heic_thumbnails.py            # ~20 min the first time
-    functions/venv/bin/python bench/heic_thumbnails.py --quick    # 6 photos, smaller files
-    functions/venv/bin/python bench/heic_thumbnails.py --speed    # bytes to labels, 12 MP
+    functions/venv/bin/python -m bench.heic_thumbnails            # ~20 min the first time
+    functions/venv/bin/python -m bench.heic_thumbnails --quick    # 6 photos, smaller files
+    functions/venv/bin/python -m bench.heic_thumbnails --speed    # bytes to labels, 12 MP
 
 ``--speed`` times bytes to labels (int8) on ``make bench``'s 12 MP phone-like photo as a
 JPEG (``classify_bytes``) and as HEICs: the bench's own (grid, iPhone's 320x240 thumbnail;
@@ -295,7 +295,7 @@ def _thumbnail_path(data: bytes, model, limits) -> tuple[Image.Image, bool]:
     what JPEG's draft mode asks for (``_draft_request``); pillow-heif lists thumbnails at
     open only with ``options.THUMBNAILS``, which the functions leave off.
     """
-    from media_classifier import images
+    from media_classifier.media import images
 
     with _listing_thumbnails():
         img = images.open_image(data, max_pixels=limits.max_pixels)
@@ -310,7 +310,7 @@ def _listing_thumbnails() -> Iterator[None]:
     """pillow-heif lists a file's thumbnails at open only with this option (off in serving)."""
     from pillow_heif import options
 
-    from media_classifier import heif
+    from media_classifier.media import heif
 
     heif._heif_image_file()  # configures the options once
     options.THUMBNAILS = True
@@ -322,7 +322,7 @@ def _listing_thumbnails() -> Iterator[None]:
 
 def _classify_thumbnail(data: bytes, model, limits) -> tuple[str, float, float, bool, Image.Image]:
     """Top-1 label and score, milliseconds, whether a thumbnail was used, the decoded image."""
-    from media_classifier.images import fit_to_model
+    from media_classifier.media.images import fit_to_model
 
     t = time.perf_counter()
     rgb, chosen = _thumbnail_path(data, model, limits)
@@ -333,7 +333,7 @@ def _classify_thumbnail(data: bytes, model, limits) -> tuple[str, float, float, 
 
 
 def _classify(data: bytes, model, limits) -> tuple[str, float, float]:
-    from media_classifier.pipeline import classify_bytes
+    from media_classifier.inference.pipeline import classify_bytes
 
     t = time.perf_counter()
     result = classify_bytes(data, model, top_k=1, limits=limits)
@@ -345,7 +345,7 @@ def _forced_320(data: bytes, model) -> str:
     """Top-1 from the 320 px thumbnail, used although the rule would not choose it."""
     import pillow_heif
 
-    from media_classifier.images import fit_to_model
+    from media_classifier.media.images import fit_to_model
 
     with _listing_thumbnails():
         heif_file = pillow_heif.open_heif(io.BytesIO(data))
@@ -362,7 +362,7 @@ def _forced_320(data: bytes, model) -> str:
 
 def _jpeg_reference(display: Image.Image, model, limits) -> tuple[str, str]:
     """Top-1 of the photo as a JPEG: full decode, then the serving path's draft decode."""
-    from media_classifier.images import decode_image, fit_to_model
+    from media_classifier.media.images import decode_image, fit_to_model
 
     buf = io.BytesIO()
     display.save(buf, "JPEG", quality=90)
@@ -392,8 +392,8 @@ def _upright(img: Image.Image, display: Image.Image) -> tuple[bool, float]:
 
 
 def measure(args: argparse.Namespace) -> list[Row]:
-    from media_classifier.model import Model
-    from media_classifier.pipeline import Limits
+    from media_classifier.inference.model import Model
+    from media_classifier.inference.pipeline import Limits
 
     model = Model.load(INT8_MODEL)
     limits = Limits()
@@ -510,8 +510,8 @@ def _speed_files(cache: Path) -> dict[str, Path]:
 
 def speed(cache: Path, rounds: int) -> str:
     """Markdown: each way's median / min ms and its median per-round ratio to the JPEG."""
-    from media_classifier.model import Model
-    from media_classifier.pipeline import Limits
+    from media_classifier.inference.model import Model
+    from media_classifier.inference.pipeline import Limits
 
     cache.mkdir(parents=True, exist_ok=True)
     files = {name: path.read_bytes() for name, path in _speed_files(cache).items()}

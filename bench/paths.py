@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -17,10 +16,3 @@ RESULTS = REPO / "bench/results"
 #: The deployed runtime's interpreter (Python 3.12 + functions/requirements.txt, ``make venv``).
 FUNCTIONS_PYTHON = FUNCTIONS / "venv/bin/python"
 SAMPLES = REPO / "samples/images"
-
-
-def add_import_paths() -> None:
-    """Make ``media_classifier`` (functions/), ``model_build`` and ``bench`` importable."""
-    for path in (str(FUNCTIONS), str(REPO)):
-        if path not in sys.path:
-            sys.path.insert(0, path)

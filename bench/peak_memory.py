@@ -12,9 +12,9 @@ Python process, so ``ru_maxrss`` is that case's own peak (interpreter, imports,
 ONNX session and the work). ffmpeg runs as a child process; its peak is reported
 separately (``RUSAGE_CHILDREN``) and the instance total is the sum, an upper bound.
 
-    .venv/bin/python bench/peak_memory.py            # all cases, table to stdout
-    .venv/bin/python bench/peak_memory.py png-50mp-rgba video-8k
-    .venv/bin/python bench/peak_memory.py --out bench/results/peak_memory.md
+    .venv/bin/python -m bench.peak_memory            # all cases, table to stdout
+    .venv/bin/python -m bench.peak_memory png-50mp-rgba video-8k
+    .venv/bin/python -m bench.peak_memory --out bench/results/peak_memory.md
 
 Inputs are generated once into ``.cache/peak_memory/`` (git-ignored; a few hundred MB).
 """
@@ -32,8 +32,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:  # run as a script: ``tests.hostile_corpus`` builds an input
-    sys.path.insert(0, str(REPO))
 CACHE = REPO / ".cache" / "peak_memory"
 MODEL = REPO / "functions" / "models" / "imagenet_mobilenet_v2.int8.onnx"
 #: 8660 x 5773 = 49,994,180 pixels: the largest 3:2 photo under the 50 MP default.
@@ -172,7 +170,10 @@ def ensure_input(name: str) -> Path:
         CACHE.mkdir(parents=True, exist_ok=True)
         partial = path.with_name("partial-" + path.name)
         subprocess.run(
-            [sys.executable, __file__, "--build", name, str(partial)], check=True, timeout=900
+            [sys.executable, "-m", "bench.peak_memory", "--build", name, str(partial)],
+            check=True,
+            timeout=900,
+            cwd=REPO,
         )
         partial.rename(path)
     return path
@@ -227,10 +228,9 @@ class TreeSampler:
 
 def run_case_here(path: Path) -> dict[str, object]:
     """The worker: classify one file in this fresh process and report its peaks."""
-    sys.path[:0] = [str(REPO / "functions"), str(REPO)]
     from media_classifier.errors import MediaError
-    from media_classifier.model import Model
-    from media_classifier.pipeline import Limits, classify_file
+    from media_classifier.inference.model import Model
+    from media_classifier.inference.pipeline import Limits, classify_file
 
     model = Model.load(MODEL)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -257,7 +257,8 @@ def measure(name: str) -> dict[str, object]:
     except (OSError, ValueError, subprocess.SubprocessError) as exc:
         return {"case": name, "outcome": f"input not built: {exc}"}
     proc = subprocess.run(
-        [sys.executable, __file__, "--worker", str(path)],
+        [sys.executable, "-m", "bench.peak_memory", "--worker", str(path)],
+        cwd=REPO,
         capture_output=True,
         text=True,
         timeout=900,

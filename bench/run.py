@@ -23,9 +23,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench, model_build
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "functions"))  # media_classifier
-
 from bench import report
 from bench.cases import ratio_summary
 from bench.inputs import ensure_inputs
@@ -39,7 +36,6 @@ from bench.paths import (
 )
 from bench.timing import QUICK, Budget, summarize
 
-WORKER = Path(__file__).resolve().parent / "worker.py"
 COLD_START = Path(__file__).resolve().parent / "coldstart.py"
 COLD_FLOOR = Path(__file__).resolve().parent / "coldfloor.py"
 FULL = {
@@ -81,7 +77,7 @@ def _run_worker(python: Path | str, spec: dict[str, Any], timeout: float) -> dic
 def _spawn_worker(python: Path | str, spec: dict[str, Any], timeout: float) -> dict[str, Any]:
     try:
         proc = subprocess.run(
-            [str(python), str(WORKER), json.dumps(spec)],
+            [str(python), "-m", "bench.worker", json.dumps(spec)],
             capture_output=True,
             text=True,
             timeout=timeout,

@@ -1,6 +1,6 @@
 """Run one benchmark case in this (fresh) process and print its result as one JSON line.
 
-``python bench/worker.py '{"case": "pipeline_image", "image": ..., "model": ..., "budget": {...}}'``
+``python -m bench.worker '{"case": "pipeline_image", "image": ..., "model": ..., "budget": {...}}'``
 
 The peak resident set size (``ru_maxrss``) is read after the case, so it is the case's own
 peak: interpreter, imports, model session, inputs and the work itself.
@@ -12,11 +12,6 @@ import json
 import resource
 import sys
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench, model_build
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "functions"))  # media_classifier
-
 
 from bench.cases import CASES
 from bench.timing import Budget

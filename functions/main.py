@@ -1,8 +1,9 @@
 """Cloud Functions entry points: trigger declarations and wiring only.
 
-All logic lives in the ``media_classifier`` package. Imports of heavy modules happen
-inside the handlers: the Firebase CLI imports this file to discover the functions,
-with a 10 s limit, and the model loads once per instance on the first event.
+All logic lives in the ``media_classifier`` package, whose modules import their heavy
+dependencies (numpy, ONNX Runtime, Pillow, firebase-admin) only when first used: the
+Firebase CLI imports this file to discover the functions, with a 10 s limit, and the
+model loads once per instance on the first event.
 """
 
 import functools
@@ -13,6 +14,17 @@ from typing import Any, TypedDict
 from firebase_functions import https_fn, options, scheduler_fn, storage_fn, tasks_fn
 
 from media_classifier import config
+from media_classifier.api.callable import handle_call
+from media_classifier.api.callable_guard import screen
+from media_classifier.api.on_demand import verify_id_token
+from media_classifier.api.refresh_admin import admin_request
+from media_classifier.api.rest import serve
+from media_classifier.flows import refresh
+from media_classifier.flows.recovery import RecoveryOptions, sweep
+from media_classifier.flows.upload import handle_deleted
+from media_classifier.store.clients import firestore_client, get_app
+from media_classifier.store.tasks import AdminQueue
+from media_classifier.store.uploads import Upload
 
 # Before numpy is first imported (with ONNX Runtime, on the first event): the functions
 # never call BLAS (ORT has its own kernels), and starting OpenBLAS' thread pool costs a
@@ -40,27 +52,19 @@ class HttpsRuntime(Runtime):
 RUNTIME: Runtime = {"memory": options.MemoryOption.GB_4, "cpu": 2, "timeout_sec": 540}
 
 
-def _upload(data: storage_fn.StorageObjectData):
-    from media_classifier.storage_handler import Upload
-
+def _upload(data: storage_fn.StorageObjectData) -> Upload:
     return Upload.of(data.bucket, data)
 
 
 @storage_fn.on_object_finalized(**RUNTIME)
 def classify_upload(event: storage_fn.CloudEvent[storage_fn.StorageObjectData]) -> None:
     """A new object (or a new generation of one) under the watched prefix: classify it."""
-    from media_classifier.clients import firestore_client
-    from media_classifier.storage_handler import Flow
-
-    Flow.from_config().run(_upload(event.data), firestore_client())
+    config.flow().run(_upload(event.data), firestore_client())
 
 
 @storage_fn.on_object_deleted(memory=options.MemoryOption.MB_256)
 def forget_deleted(event: storage_fn.CloudEvent[storage_fn.StorageObjectData]) -> None:
     """An object was deleted: delete its result so no stale labels remain."""
-    from media_classifier.clients import firestore_client
-    from media_classifier.storage_handler import handle_deleted
-
     handle_deleted(
         _upload(event.data),
         db=firestore_client(),
@@ -73,14 +77,10 @@ def forget_deleted(event: storage_fn.CloudEvent[storage_fn.StorageObjectData]) -
 @scheduler_fn.on_schedule(schedule="every 10 minutes", max_instances=1, **RUNTIME)
 def recover_interrupted(event: scheduler_fn.ScheduledEvent) -> None:
     """Uploads whose worker died mid-way (memory, crash, time limit): retry once, then error."""
-    from media_classifier.clients import firestore_client
-    from media_classifier.recovery import Settings, sweep
-    from media_classifier.storage_handler import Flow
-
-    sweep(firestore_client(), Settings(Flow.from_config()))
+    sweep(firestore_client(), RecoveryOptions(config.flow()))
 
 
-# --- Refresh: the backfill fanned out over Cloud Tasks (media_classifier/refresh.py) ------
+# --- Refresh: the backfill fanned out over Cloud Tasks (media_classifier/flows/refresh.py) ------
 @tasks_fn.on_task_dispatched(
     retry_config=options.RetryConfig(max_attempts=5, min_backoff_seconds=10),
     rate_limits=options.RateLimits(
@@ -99,14 +99,11 @@ def refreshTasks(req: tasks_fn.CallableRequest) -> dict:
     camelCase: the function's name is its queue's id, and Cloud Tasks queue ids (and the
     Cloud Tasks emulator) allow letters, digits and hyphens only.
     """
-    from media_classifier import refresh
-    from media_classifier.clients import firestore_client
-
     return refresh.handle_task(
         req.data,
         db=firestore_client(),
-        queue=refresh.AdminQueue(),
-        settings=refresh.settings_from_config(),
+        queue=AdminQueue(),
+        settings=config.refresh_options(),
     )
 
 
@@ -128,12 +125,8 @@ def _screened(handler: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
     @functools.wraps(handler)
     def wrapper(request: Any) -> Any:
-        from media_classifier.callable_guard import screen
-        from media_classifier.clients import get_app
-        from media_classifier.on_demand import current_settings, verify_id_token
-
         get_app()
-        refused = screen(request, settings=current_settings(), verify_token=verify_id_token)
+        refused = screen(request, settings=config.request_settings(), verify_token=verify_id_token)
         return refused if refused is not None else handler(request)
 
     return wrapper
@@ -143,16 +136,13 @@ def _screened(handler: Callable[[Any], Any]) -> Callable[[Any], Any]:
 @https_fn.on_call(memory=options.MemoryOption.MB_512, timeout_sec=120)
 def refresh_admin(req: https_fn.CallableRequest) -> dict:
     """Admins (custom claim ``admin: true``) start, watch, cancel and resume refreshes."""
-    from media_classifier import refresh
-    from media_classifier.clients import firestore_client
-
     claims = req.auth.token if req.auth is not None else None
-    return refresh.admin_request(
+    return admin_request(
         req.data,
         claims,
         db=firestore_client(),
-        queue=refresh.AdminQueue(),
-        settings=refresh.settings_from_config(),
+        queue=AdminQueue(),
+        settings=config.refresh_options(),
     )
 
 
@@ -160,9 +150,11 @@ def refresh_admin(req: https_fn.CallableRequest) -> dict:
 @https_fn.on_call(**HTTPS_RUNTIME)
 def classify(req: https_fn.CallableRequest) -> dict:
     """Classify ``{path}`` (an object the caller owns) or ``{image}`` (base64) on demand."""
-    from media_classifier.callable_api import handle
-
-    return handle(req, enforce_app_check=config.ENFORCE_APP_CHECK.value)
+    return handle_call(
+        req,
+        settings=config.request_settings(),
+        enforce_app_check=config.ENFORCE_APP_CHECK.value,
+    )
 
 
 # Any origin may call: requests authorize with a bearer token, never with cookies.
@@ -171,6 +163,4 @@ def classify(req: https_fn.CallableRequest) -> dict:
 )
 def api(req: https_fn.Request) -> https_fn.Response:
     """REST API: POST /v1/classify, GET /v1/models, GET /v1/health (see openapi.yaml)."""
-    from media_classifier.https_api import serve
-
-    return serve(req)
+    return serve(req, settings=config.request_settings())

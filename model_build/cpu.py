@@ -19,8 +19,6 @@ from typing import Any
 
 from numpy._core._multiarray_umath import __cpu_features__ as _CPUID
 
-from model_build.serving import add_functions_to_path
-
 
 def _proc_cpuinfo() -> tuple[str, set[str]]:
     """Model name and flags of the first processor in ``/proc/cpuinfo`` (Linux), else blanks."""
@@ -78,8 +76,7 @@ def describe() -> dict[str, Any]:
         kernels = "other"
     if emulated:
         name = f"{kernels.upper()}-only CPU emulated by qemu on {name}"
-    add_functions_to_path()
-    from media_classifier.model import u8s8_saturates
+    from media_classifier.inference.model import u8s8_saturates
 
     path = "U8U8 (x64quantprecision)" if u8s8_saturates() else "U8S8"
     return {

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from model_build.serving import MAX_PIXELS, REPO_ROOT, add_functions_to_path
+from model_build.serving import MAX_PIXELS, REPO_ROOT
 
 FASHION_MNIST_DIR = REPO_ROOT / "data/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_LABELS = (
@@ -215,15 +215,13 @@ def limit_per_class(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
 
 # --- model input ----------------------------------------------------------------------------
 def _serving_fit() -> Callable[[Image.Image, tuple[int, int], str], np.ndarray]:
-    add_functions_to_path()
-    from media_classifier.images import fit_to_model
+    from media_classifier.media.images import fit_to_model
 
     return fit_to_model
 
 
 def _serving_decode() -> Callable[..., Image.Image]:
-    add_functions_to_path()
-    from media_classifier.images import decode_image
+    from media_classifier.media.images import decode_image
 
     return decode_image
 

@@ -13,8 +13,6 @@ from pathlib import Path
 
 import numpy as np
 
-from model_build.serving import add_functions_to_path
-
 
 def compare_latency(
     paths: Sequence[Path],
@@ -26,8 +24,7 @@ def compare_latency(
 
     ``threads=None`` uses the functions' default (the CPUs allocated to the process).
     """
-    add_functions_to_path()
-    from media_classifier.model import Model
+    from media_classifier.inference.model import Model
 
     models = [Model.load(p, threads=threads) for p in paths]
     for m, x in zip(models, inputs, strict=True):

@@ -13,7 +13,6 @@ import torch
 from torch import nn
 
 from model_build.contract import INPUT_NAME, OUTPUT_NAME, ModelMeta
-from model_build.serving import add_functions_to_path
 from model_build.stamp import stamp
 from model_build.wrapper import ServingModel
 
@@ -93,10 +92,9 @@ def session(path: Path, threads: int = 0) -> ort.InferenceSession:
     """A CPU ONNX Runtime session with the serving code's options (threads=0: all allocated).
 
     Why the serving options: build-time checks must run the int8 kernels serving runs, which
-    depend on the CPU (``media_classifier.model.u8s8_saturates``).
+    depend on the CPU (``media_classifier.inference.model.u8s8_saturates``).
     """
-    add_functions_to_path()
-    from media_classifier.model import session_options
+    from media_classifier.inference.model import session_options
 
     return ort.InferenceSession(
         str(path), session_options(threads or None), providers=["CPUExecutionProvider"]

@@ -6,8 +6,9 @@ first layer sees exactly the normalized input it was trained on.
 
 Weights are symmetric int8 and activations uint8 (U8S8), the fastest kernels on CPUs with
 AVX-512 VNNI, AMX or ARM64. On x86 CPUs without VNNI those kernels saturate; the serving code
-asks ONNX Runtime for its exact U8U8 path there (``media_classifier.model.session_options``),
-so one file gives the same answers everywhere (``model_build/notes/int8_on_every_cpu.md``).
+asks ONNX Runtime for its exact U8U8 path there
+(``media_classifier.inference.model.session_options``), so one file gives the same answers
+everywhere (``model_build/notes/int8_on_every_cpu.md``).
 """
 
 from __future__ import annotations

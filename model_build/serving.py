@@ -1,7 +1,8 @@
 """Access to the functions' own decode/resize/inference code, so build-time checks use it.
 
-``functions/`` is put on ``sys.path``: ``media_classifier.images.prepare_image`` /
-``fit_to_model`` and ``media_classifier.model.Model`` are THE code under test. There is
+``media_classifier`` (``functions/``, installed into this environment with ``pip install -e
+functions``): ``media_classifier.media.images.prepare_image`` / ``fit_to_model`` and
+``media_classifier.inference.model.Model`` are THE code under test. There is
 deliberately no second implementation here: a model measured through other resize code is
 measured on inputs it will never see in production.
 """
@@ -9,7 +10,6 @@ measured on inputs it will never see in production.
 from __future__ import annotations
 
 import io
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,16 +21,9 @@ FUNCTIONS_DIR = REPO_ROOT / "functions"
 MAX_PIXELS = 50_000_000
 
 
-def add_functions_to_path() -> None:
-    """Make ``media_classifier`` importable (the deployed package lives in functions/)."""
-    if str(FUNCTIONS_DIR) not in sys.path:
-        sys.path.insert(0, str(FUNCTIONS_DIR))
-
-
 def prepare_image(data: bytes, size: tuple[int, int], policy: str) -> np.ndarray:
     """Bytes -> uint8 HxWx3 through the functions' ``prepare_image``."""
-    add_functions_to_path()
-    from media_classifier.images import prepare_image as serving_prepare
+    from media_classifier.media.images import prepare_image as serving_prepare
 
     return serving_prepare(data, size, policy, max_pixels=MAX_PIXELS)
 

@@ -1,6 +1,6 @@
 """Stamp ONNX files with their content hash (``metadata_props["sha"]``), changing nothing else.
 
-Why: the functions tell model files apart by this hash (``media_classifier.model_identity``):
+Why: the functions tell model files apart by this hash (``media_classifier.inference.identity``):
 a retrained file gets a new one even when its name and version stay. ``export`` and
 ``export-pretrained`` stamp what they write; this command stamps a file made otherwise (or
 before the hash existed). Only the metadata entry is added or replaced: every other byte of
@@ -16,13 +16,10 @@ import os
 from pathlib import Path
 from types import ModuleType
 
-from model_build.serving import add_functions_to_path
-
 
 def _identity() -> ModuleType:
     """The functions' own hash code (one implementation: what serving checks is what we write)."""
-    add_functions_to_path()
-    from media_classifier import model_identity
+    from media_classifier.inference import identity as model_identity
 
     return model_identity
 

@@ -22,7 +22,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 # gRPC logs an INFO line when the Firestore emulator goes away at shutdown: noise here.
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 

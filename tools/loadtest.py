@@ -15,8 +15,8 @@ fresh owner as fast as its threads can, waits until every object's document is
 
 Usage (starts the stack unless ``MC_STACK_RUNNING=1`` says one is up)::
 
-    .venv/bin/python tools/loadtest.py                 # N=200, 8 threads
-    .venv/bin/python tools/loadtest.py -n 50 --threads 4 --json
+    .venv/bin/python -m tools.loadtest                 # N=200, 8 threads
+    .venv/bin/python -m tools.loadtest -n 50 --threads 4 --json
 """
 
 from __future__ import annotations
@@ -35,8 +35,6 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(REPO_ROOT) not in sys.path:  # run as a script: make ``tools`` importable
-    sys.path.insert(0, str(REPO_ROOT))
 
 from tools.localstack import (  # noqa: E402
     DEFAULT_BUCKET,

@@ -93,6 +93,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
+from media_classifier.store.results import doc_id
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EMULATORS_DIR = REPO_ROOT / "tools" / "emulators"
 FIREBASE_BIN = EMULATORS_DIR / "node_modules" / ".bin" / "firebase"
@@ -940,11 +942,6 @@ def firestore_db() -> Any:
 
 def result_doc_id(object_name: str) -> str:
     """A result document's ID, computed by the functions' own code (one definition)."""
-    functions_dir = str(REPO_ROOT / "functions")
-    if functions_dir not in sys.path:
-        sys.path.insert(0, functions_dir)
-    from media_classifier.results import doc_id
-
     return doc_id(object_name)
 
 

@@ -1,7 +1,7 @@
-"""``python -m media_classifier``: see :mod:`media_classifier.cli`."""
+"""``python -m media_classifier``: see :mod:`media_classifier.ops.cli`."""
 
 import sys
 
-from .cli import main
+from media_classifier.ops.cli import main
 
 sys.exit(main())

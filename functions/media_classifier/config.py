@@ -2,15 +2,24 @@
 
 Why params: the Firebase CLI asks for (or reads from ``functions/.env.<project>``) each
 value at deploy time and the emulator reads the same files, so one declaration serves
-local runs and production. :func:`limits` and :func:`routes` turn the raw values into the
-plain objects the pure modules take, so those modules never import the SDK.
+local runs and production.
+
+This module is also the composition root: :func:`flow`, :func:`request_settings` and
+:func:`refresh_options` turn the raw values into the plain objects the layers below take,
+so no module below reads a param or imports the SDK's params (``main.py`` and the
+operator commands call these).
 """
 
 from __future__ import annotations
 
 from firebase_functions import params
 
-from .pipeline import Limits
+from media_classifier.api.on_demand import RequestSettings
+from media_classifier.flows.refresh import RefreshOptions
+from media_classifier.flows.upload import Flow
+from media_classifier.inference.model import default_registry
+from media_classifier.inference.pipeline import Limits, model_ref
+from media_classifier.store.uploads import route_model
 
 WATCH_PREFIX = params.StringParam(
     "WATCH_PREFIX",
@@ -74,8 +83,6 @@ def routes() -> dict[str, str]:
 
 def model_for(object_name: str) -> str:
     """The model id for an uploaded object (the folder routes, else the default)."""
-    from .storage_handler import route_model
-
     return route_model(object_name, WATCH_PREFIX.value, routes(), DEFAULT_MODEL.value)
 
 
@@ -109,3 +116,40 @@ REFRESH_MAX_CONCURRENT_DISPATCHES = params.IntParam(
     default=10,
     description="Refresh tasks running at once (bounds instances and Firestore load).",
 )
+
+
+# --- the objects the layers take --------------------------------------------------------
+
+
+def flow() -> Flow:
+    """The Storage trigger's flow as deployed; the backfill, refresh and recovery run it too."""
+    return Flow(
+        prefix=WATCH_PREFIX.value,
+        collection=RESULTS_COLLECTION.value,
+        top_k=TOP_K.value,
+        limits=limits(),
+        model_for=model_for,
+    )
+
+
+def request_settings() -> RequestSettings:
+    """What the HTTPS functions need to answer a request, read from the params."""
+    return RequestSettings(
+        default_model=DEFAULT_MODEL.value,
+        top_k=TOP_K.value,
+        limits=limits(),
+        max_request_bytes=HTTPS_MAX_BYTES.value,
+        prefix=WATCH_PREFIX.value,
+        routes=routes(),
+    )
+
+
+def refresh_options() -> RefreshOptions:
+    """The refresh's settings as deployed (the model reference read from the served files)."""
+    registry = default_registry()
+    return RefreshOptions(
+        flow=flow(),
+        collection=REFRESH_COLLECTION.value,
+        batch=REFRESH_BATCH_SIZE.value,
+        model_ref=lambda model_id: model_ref(registry.get(model_id)),
+    )

@@ -29,7 +29,7 @@ from typing import Any
 import firebase_admin
 import pytest
 
-from media_classifier import clients
+from media_classifier.store import clients
 from tools import localstack
 from tools.localstack import (
     HOST,

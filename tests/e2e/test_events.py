@@ -62,7 +62,7 @@ def post(event: dict) -> None:
 
 
 def _doc(firestore_db, name: str):
-    from media_classifier.results import doc_id
+    from media_classifier.store.results import doc_id
 
     return firestore_db.collection("mediaResults").document(doc_id(name)).get()
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from media_classifier.results import TERMINAL as FINAL_STATUSES
-from media_classifier.results import doc_id as result_doc_id
+from media_classifier.store.results import TERMINAL as FINAL_STATUSES
+from media_classifier.store.results import doc_id as result_doc_id
 from tests.hostile_corpus import DONE, HostileFile, corpus
 from tools.loadtest import LOST_HINT
 

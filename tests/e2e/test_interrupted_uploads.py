@@ -20,9 +20,11 @@ from typing import Any
 
 import pytest
 
-from media_classifier import recovery, results
-from media_classifier.results import STALE_CLAIM
-from media_classifier.storage_handler import Flow
+from media_classifier import config
+from media_classifier.flows import recovery
+from media_classifier.flows.upload import Flow
+from media_classifier.store import results
+from media_classifier.store.results import STALE_CLAIM
 from tests.e2e.conftest import RESULTS_COLLECTION, run_command
 from tools.localstack import HOST, PORTS, PROJECT_ID, LocalStack, result_doc_id
 
@@ -164,7 +166,7 @@ def test_a_run_out_of_time_defers_retries_but_still_gives_up(
     junk.set({"status": "processing", "attempts": 1, "updatedAt": datetime.now(UTC) - LONG_AGO})
 
     # A budget spent before the first retry.
-    summary = recovery.sweep(firestore_db, recovery.Settings(Flow.from_config(), budget_s=-1.0))
+    summary = recovery.sweep(firestore_db, recovery.RecoveryOptions(config.flow(), budget_s=-1.0))
 
     assert summary["deferred"] >= 1 and summary["gave up"] >= 1 and summary["skipped"] >= 1
     assert refs["died"].get().to_dict()["status"] == "processing"  # the next run's
@@ -184,7 +186,7 @@ def test_one_document_that_fails_does_not_stop_the_others(
     }
     _die(refs["breaks"], attempts=1, ago=LONG_AGO + timedelta(minutes=1))  # the oldest
     _die(refs["fine"], attempts=1)
-    deployed = Flow.from_config()
+    deployed = config.flow()
 
     def model_for(path: str) -> str:
         if path == names["breaks"]:
@@ -192,7 +194,7 @@ def test_one_document_that_fails_does_not_stop_the_others(
         return deployed.model_for(path)
 
     flow = Flow(deployed.prefix, deployed.collection, deployed.top_k, deployed.limits, model_for)
-    summary = recovery.sweep(firestore_db, recovery.Settings(flow))
+    summary = recovery.sweep(firestore_db, recovery.RecoveryOptions(flow))
 
     assert summary["failed"] >= 1 and summary["retried"] >= 1
     assert refs["breaks"].get().to_dict()["status"] == "processing"  # the next run tries again

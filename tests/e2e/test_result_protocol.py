@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from media_classifier import results
+from media_classifier.store import results
 from tests.e2e.conftest import RESULTS_COLLECTION
 
 FIELDS = {"bucket": "b", "path": "p", "owner": None, "size": 1}

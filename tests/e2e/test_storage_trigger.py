@@ -74,7 +74,7 @@ def test_text_file_gets_an_unsupported_media_error(upload, wait_for_result) -> N
 
 
 def test_file_outside_the_prefix_gets_no_document(upload, wait_for_result, firestore_db) -> None:
-    from media_classifier.results import doc_id
+    from media_classifier.store.results import doc_id
 
     control = _name("", "control.jpg")
     outside = f"elsewhere/e2e-{uuid.uuid4().hex[:8]}/cat.jpg"

@@ -11,7 +11,7 @@ CLIP = Path(__file__).resolve().parents[2] / "samples" / "video" / "big_buck_bun
 
 
 def _frames(firestore_db, name: str, doc: dict) -> list[dict]:
-    from media_classifier.results import doc_id
+    from media_classifier.store.results import doc_id
 
     chunks = (
         firestore_db.collection("mediaResults")

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from media_classifier.model import ModelRegistry
-from media_classifier.on_demand import Settings
-from media_classifier.pipeline import Limits
+from media_classifier.api.on_demand import RequestSettings
+from media_classifier.inference.model import ModelRegistry
+from media_classifier.inference.pipeline import Limits
 from tests.model_factory import colour_model
 
 
@@ -19,7 +19,7 @@ def colour_registry(directory: Path) -> ModelRegistry:
     return ModelRegistry(directory)
 
 
-def settings(**overrides: object) -> Settings:
+def settings(**overrides: object) -> RequestSettings:
     values: dict[str, object] = {
         "default_model": "colour",
         "top_k": 3,
@@ -29,7 +29,7 @@ def settings(**overrides: object) -> Settings:
         "routes": {},
     }
     values.update(overrides)
-    return Settings(**values)  # type: ignore[arg-type]
+    return RequestSettings(**values)  # type: ignore[arg-type]
 
 
 def png(colour: tuple[int, int, int] = (255, 0, 0), size: tuple[int, int] = (40, 30)) -> bytes:
@@ -39,7 +39,7 @@ def png(colour: tuple[int, int, int] = (255, 0, 0), size: tuple[int, int] = (40,
 
 
 class LocalBlob:
-    """Just enough of google.cloud.storage.Blob for ``classify_object``: size and download."""
+    """Just enough of google.cloud.storage.Blob for ``classify_stored``: size and download."""
 
     def __init__(self, data: bytes) -> None:
         self.data = data

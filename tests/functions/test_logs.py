@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from media_classifier import logs
-from media_classifier.http_errors import ApiError, RequestCode
-from media_classifier.https_api import ApiRequest, handle
+from media_classifier.api.http_errors import ApiError, RequestCode
+from media_classifier.api.rest import ApiRequest, handle_request
 from tests.functions.https_fixtures import colour_registry, settings
 
 SAMPLE_ARGS = {
@@ -87,7 +87,7 @@ def test_requests_never_log_tokens_or_bodies(
             len(body),
             lambda limit: body,
         )
-        reply = handle(request, verify_token=verify, settings=settings(), registry=registry)
+        reply = handle_request(request, verify_token=verify, settings=settings(), registry=registry)
         assert reply.status == (415 if token.startswith("good") else 401)
     out, err = capsys.readouterr()
     assert err  # the failures were logged ...

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from model_build.onnx_export import read_metadata, run_onnx, session
-from model_build.serving import REPO_ROOT, add_functions_to_path
+from model_build.serving import REPO_ROOT
 
 from .conftest import make_idx_dir
 
@@ -126,8 +126,7 @@ def test_export_contract_and_parity(pipeline: dict[str, Path]) -> None:
 
 
 def test_int8_loads_in_the_functions(pipeline: dict[str, Path]) -> None:
-    add_functions_to_path()
-    from media_classifier.model import Model
+    from media_classifier.inference.model import Model
 
     model = Model.load(pipeline["export"] / "smoke_test.int8.onnx")
     assert model.input_size == (32, 32) and model.resize_policy == "squash"

@@ -43,7 +43,7 @@ def quick_results(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path,
         pytest.skip("model_build venv missing: make model-build-venv")
     out = tmp_path_factory.mktemp("bench")
     proc = subprocess.run(
-        [str(MB_PYTHON), "bench/run.py", "--quick", "--out", str(out)],
+        [str(MB_PYTHON), "-m", "bench.run", "--quick", "--out", str(out)],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -136,9 +136,9 @@ def test_compare_models_prints_a_table_for_both_files() -> None:
     if not MB_PYTHON.is_file():
         pytest.skip("model_build venv missing: run `make model-build-venv` (make test does)")
     model = str(REPO / "functions" / "models" / "imagenet_mobilenet_v2.int8.onnx")
-    script = str(REPO / "bench" / "compare_models.py")
     proc = subprocess.run(
-        [str(MB_PYTHON), script, model, model, "--rounds", "1", "--quick"],
+        [str(MB_PYTHON), "-m", "bench.compare_models", model, model, "--rounds", "1", "--quick"],
+        cwd=REPO,
         capture_output=True,
         text=True,
         timeout=600,

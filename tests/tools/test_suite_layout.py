@@ -12,5 +12,5 @@ ONE_RUN = ("functions", "web", "e2e", "tools")
 
 def test_no_two_test_modules_in_one_run_share_a_basename() -> None:
     """Without packages, pytest imports test modules by basename: a second one is an error."""
-    names = Counter(p.name for folder in ONE_RUN for p in (TESTS / folder).glob("test_*.py"))
+    names = Counter(p.name for folder in ONE_RUN for p in (TESTS / folder).rglob("test_*.py"))
     assert [n for n, count in names.items() if count > 1] == []

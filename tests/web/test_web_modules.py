@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
+from media_classifier.api.http_errors import ALL_CODES
 from media_classifier.errors import ErrorCode
-from media_classifier.http_errors import ALL_CODES
-from media_classifier.results import doc_id
+from media_classifier.store.results import doc_id
 
 WEB_SRC = Path(__file__).resolve().parents[2] / "web" / "src"
 

@@ -1,0 +1,272 @@
+"""ONNX models following the project's contract, and the registry that serves them.
+
+The contract (see README, "Model contract"): input ``uint8`` RGB NHWC ``[N, H, W, 3]``
+at the model's declared size; the graph normalizes and applies softmax; the output is
+probabilities ``[N, C]``; ``metadata_props`` carry ``labels`` (JSON list), ``resize``
+(``center_crop`` | ``squash``), ``name``, ``version`` and ``task``, and ``sha``, the
+file's content hash (:mod:`model_identity`), which :meth:`Model.load` checks. A file with
+this contract is all the functions need, so swapping models is copying a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from media_classifier import logs
+from media_classifier.cpus import allocated_cpus
+from media_classifier.inference import identity
+from media_classifier.media.images import RESIZE_POLICIES
+
+if TYPE_CHECKING:
+    import numpy as np
+
+#: Where the shipped models live, next to ``main.py``.
+MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
+REQUIRED_METADATA = ("labels", "resize", "name", "version", "task")
+
+
+class ModelContractError(ValueError):
+    """The ONNX file does not follow the model contract."""
+
+
+def verified_sha(path: Path, data: bytes, meta: dict[str, str]) -> str:
+    """The file's identity: its content hash, which a stored ``sha`` must equal.
+
+    Why refuse a mismatch rather than trust either value: a stored hash that differs from
+    the content means the weights or the graph were edited after the file was stamped, so
+    its results could not be told from the previous file's. A file that carries no hash
+    (an ONNX file written by other tools) is served under its computed one.
+    """
+    try:
+        actual = identity.content_sha(data)
+    except identity.NotAModelFile as exc:
+        raise ModelContractError(f"{path.name}: not an ONNX file: {exc}") from exc
+    stored = meta.get(identity.SHA_KEY)
+    if stored is not None and stored != actual:
+        raise ModelContractError(
+            f"{path.name}: metadata says sha {stored!r} but the content hashes to {actual!r}:"
+            " the graph or weights changed after it was stamped; re-stamp it"
+            " (python -m model_build stamp FILE) or re-export it"
+        )
+    return actual
+
+
+def u8s8_saturates() -> bool:
+    """Whether this CPU's U8S8 int8 kernels lose precision (x86 without AVX-512 VNNI).
+
+    ONNX Runtime multiplies uint8 activations by int8 weights with ``vpmaddubsw`` on x86 CPUs
+    without VNNI, and that instruction adds pairs of products in saturating 16-bit arithmetic:
+    measured on an AVX2-only CPU, 1.7 % of Fashion-MNIST test images changed their top-1 label.
+    Its U8U8 kernels are exact there, but 1.9x slower than U8S8 on a VNNI CPU, where U8S8 is
+    exact too (as on AMX and ARM64), so they are asked for only where they are needed. CPUID
+    is read through numpy's dispatcher, which knows the CPU the process really runs on.
+    """
+    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
+        return False
+    from numpy._core._multiarray_umath import __cpu_features__
+
+    return not __cpu_features__.get("AVX512VNNI", False)
+
+
+def session_options(threads: int | None = None, *, reference: bool = False) -> Any:
+    """ONNX Runtime options for a small-CPU server: bounded threads, full graph optimization.
+
+    ``reference=True`` turns graph optimization off: every QuantizeLinear / DequantizeLinear
+    then runs as written and the layers compute in float, which is what the int8 file means
+    independently of the CPU's integer kernels. Serving never uses it; the model checks
+    compare the two (``tests/functions/test_shipped_models.py``, ``model_build cpu-check``).
+    """
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads or allocated_cpus()
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = (
+        ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        if reference
+        else ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    )
+    if u8s8_saturates():
+        # ONNX Runtime's own remedy: its int8 weights are widened and run by the U8U8 kernels.
+        opts.add_session_config_entry("session.x64quantprecision", "1")
+    opts.log_severity_level = 3
+    return opts
+
+
+@dataclass
+class Model:
+    """A loaded classifier: one ONNX Runtime session plus the metadata that describes it."""
+
+    key: str
+    path: Path
+    name: str
+    version: str
+    task: str
+    labels: list[str]
+    resize_policy: str
+    input_size: tuple[int, int]
+    input_name: str
+    output_name: str
+    session: Any = field(repr=False)
+    #: Content hash of the file (:mod:`model_identity`): changes whenever the weights do.
+    sha: str = ""
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike[str], *, threads: int | None = None, reference: bool = False
+    ) -> Model:
+        """Create the session and validate the contract; raises :class:`ModelContractError`.
+
+        ``reference``: the unoptimized execution (see :func:`session_options`), for checks.
+        """
+        import onnxruntime as ort
+
+        path = Path(path)
+        data = path.read_bytes()
+        session = ort.InferenceSession(
+            data,
+            sess_options=session_options(threads, reference=reference),
+            providers=["CPUExecutionProvider"],
+        )
+        meta = session.get_modelmeta().custom_metadata_map
+        missing = [k for k in REQUIRED_METADATA if k not in meta]
+        if missing:
+            raise ModelContractError(f"{path.name}: metadata_props lack {missing}")
+        sha = verified_sha(path, data, meta)
+        labels = json.loads(meta["labels"])
+        if meta["resize"] not in RESIZE_POLICIES:
+            raise ModelContractError(f"{path.name}: unknown resize policy {meta['resize']!r}")
+        (inp,) = session.get_inputs()
+        out = session.get_outputs()[0]
+        if inp.type != "tensor(uint8)" or len(inp.shape) != 4 or inp.shape[3] != 3:
+            raise ModelContractError(f"{path.name}: input must be uint8 NHWC, is {inp.type}")
+        height, width = inp.shape[1], inp.shape[2]
+        if not (isinstance(height, int) and isinstance(width, int)):
+            raise ModelContractError(f"{path.name}: input height/width must be fixed")
+        classes = out.shape[-1]
+        if isinstance(classes, int) and classes != len(labels):
+            raise ModelContractError(f"{path.name}: {classes} outputs but {len(labels)} labels")
+        return cls(
+            key=model_key(path),
+            path=path,
+            name=meta["name"],
+            version=meta["version"],
+            task=meta["task"],
+            labels=labels,
+            resize_policy=meta["resize"],
+            input_size=(height, width),
+            input_name=inp.name,
+            output_name=out.name,
+            session=session,
+            sha=sha,
+        )
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """Probabilities ``[N, C]`` for a uint8 ``[N, H, W, 3]`` batch."""
+        return self.session.run([self.output_name], {self.input_name: batch})[0]
+
+    def describe(self) -> dict[str, Any]:
+        """The public description used by ``GET /v1/models`` and the CLI."""
+        return {
+            "id": self.key,
+            "name": self.name,
+            "version": self.version,
+            "sha": self.sha,
+            "task": self.task,
+            "inputSize": {"height": self.input_size[0], "width": self.input_size[1]},
+            "resize": self.resize_policy,
+            "labels": self.labels,
+        }
+
+
+def model_key(path: Path) -> str:
+    """A model's id: its file name up to the first dot (``fashion.int8.onnx`` -> ``fashion``)."""
+    return path.name.split(".", 1)[0]
+
+
+def best_labels(probs: np.ndarray, labels: list[str], k: int) -> list[dict[str, Any]]:
+    """The ``k`` most probable labels, highest first, as ``[{label, score}]``."""
+    import numpy as np
+
+    k = max(1, min(k, len(labels)))
+    idx = np.argpartition(-probs, k - 1)[:k]
+    idx = idx[np.argsort(-probs[idx], kind="stable")]
+    return [{"label": labels[i], "score": round(float(probs[i]), 6)} for i in idx]
+
+
+class ModelRegistry:
+    """The models of a folder, each loaded on first use and then kept for the instance.
+
+    Why lazy: deploy discovery imports ``main.py`` under a 10 s limit and most
+    instances serve one model; loading happens once per instance, under a lock so
+    concurrent requests do not build the same session twice.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str] = MODELS_DIR) -> None:
+        self.directory = Path(directory)
+        self._loaded: dict[str, Model] = {}
+        self._lock = threading.Lock()
+
+    def files(self) -> dict[str, Path]:
+        """Model id -> file, for every ``*.onnx`` in the folder.
+
+        Two files with one id (``x.int8.onnx`` beside ``x.fp32.onnx``) are refused: which
+        one served would depend on the order of a directory listing.
+        """
+        found: dict[str, list[Path]] = {}
+        for path in sorted(self.directory.glob("*.onnx")):
+            found.setdefault(model_key(path), []).append(path)
+        clashes = {key: paths for key, paths in found.items() if len(paths) > 1}
+        if clashes:
+            named = "; ".join(
+                f"{key}: {', '.join(p.name for p in paths)}" for key, paths in clashes.items()
+            )
+            raise ModelContractError(
+                f"{self.directory}: two model files with one id ({named}); a model's id is its"
+                " file name up to the first dot: keep one file per id"
+            )
+        return {key: paths[0] for key, paths in found.items()}
+
+    def keys(self) -> list[str]:
+        """Ids of the models that can be served."""
+        return sorted(self.files())
+
+    def get(self, key: str) -> Model:
+        """The model with this id, loading it on first use; ``KeyError`` if there is none."""
+        model = self._loaded.get(key)
+        if model is not None:
+            return model
+        with self._lock:
+            if key not in self._loaded:
+                files = self.files()
+                if key not in files:
+                    raise KeyError(key)
+                started = time.perf_counter()
+                model = Model.load(files[key])
+                millis = (time.perf_counter() - started) * 1000
+                logs.model_loaded(key, model.name, model.version, model.sha, millis)
+                self._loaded[key] = model
+            return self._loaded[key]
+
+    def all(self) -> list[Model]:
+        """Every model, loaded (used to list them)."""
+        return [self.get(key) for key in self.keys()]
+
+
+_default_registry: ModelRegistry | None = None
+
+
+def default_registry() -> ModelRegistry:
+    """The per-instance registry of ``functions/models`` (or ``MC_MODELS_DIR``)."""
+    global _default_registry
+    if _default_registry is None:
+        _default_registry = ModelRegistry(os.environ.get("MC_MODELS_DIR") or MODELS_DIR)
+    return _default_registry

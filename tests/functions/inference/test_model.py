@@ -1,0 +1,86 @@
+"""The model contract, the registry and top-k."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from onnx import TensorProto
+
+from media_classifier.inference.model import (
+    Model,
+    ModelContractError,
+    ModelRegistry,
+    best_labels,
+    model_key,
+)
+from tests.model_factory import COLOUR_LABELS, colour_model
+
+
+def test_load_reads_the_contract(colour_model_path: Path) -> None:
+    model = Model.load(colour_model_path, threads=1)
+    assert model.labels == COLOUR_LABELS
+    assert model.input_size == (32, 32)
+    assert model.resize_policy == "squash"
+    assert (model.name, model.version, model.task) == ("colour-test", "1", "classification")
+
+
+def test_predict_returns_probabilities(colour_model_path: Path) -> None:
+    model = Model.load(colour_model_path, threads=1)
+    batch = np.zeros((2, 32, 32, 3), np.uint8)
+    batch[0, ..., 0] = 255
+    batch[1, ..., 2] = 255
+    probs = model.predict(batch)
+    assert probs.shape == (2, 3)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    assert probs.argmax(axis=1).tolist() == [0, 2]
+
+
+@pytest.mark.parametrize("missing", ["labels", "resize", "name", "version", "task"])
+def test_missing_metadata_is_refused(tmp_path: Path, missing: str) -> None:
+    path = colour_model(tmp_path / "m.onnx", metadata={missing: None})
+    with pytest.raises(ModelContractError, match=missing):
+        Model.load(path)
+
+
+def test_float_input_is_refused(tmp_path: Path) -> None:
+    path = colour_model(tmp_path / "m.onnx", input_type=TensorProto.FLOAT)
+    with pytest.raises(ModelContractError, match="uint8"):
+        Model.load(path)
+
+
+def test_unknown_resize_policy_is_refused(tmp_path: Path) -> None:
+    path = colour_model(tmp_path / "m.onnx", resize="stretch")
+    with pytest.raises(ModelContractError, match="resize"):
+        Model.load(path)
+
+
+def test_label_count_must_match_outputs(tmp_path: Path) -> None:
+    path = colour_model(tmp_path / "m.onnx", metadata={"labels": '["a", "b"]'})
+    with pytest.raises(ModelContractError, match="labels"):
+        Model.load(path)
+
+
+def test_top_k_orders_and_clips() -> None:
+    probs = np.array([0.1, 0.6, 0.3], np.float32)
+    assert [x["label"] for x in best_labels(probs, ["a", "b", "c"], 2)] == ["b", "c"]
+    assert len(best_labels(probs, ["a", "b", "c"], 10)) == 3
+    assert best_labels(probs, ["a", "b", "c"], 1)[0] == {"label": "b", "score": pytest.approx(0.6)}
+
+
+def test_registry_is_lazy_and_keyed_by_file_name(tmp_path: Path) -> None:
+    colour_model(tmp_path / "colours.int8.onnx")
+    colour_model(tmp_path / "other.onnx", name="other")
+    registry = ModelRegistry(tmp_path)
+    assert registry.keys() == ["colours", "other"]
+    assert registry._loaded == {}
+    first = registry.get("colours")
+    assert registry.get("colours") is first
+    assert list(registry._loaded) == ["colours"]
+    with pytest.raises(KeyError):
+        registry.get("missing")
+
+
+def test_model_key() -> None:
+    assert model_key(Path("a/fashion_mnist.int8.onnx")) == "fashion_mnist"

@@ -1,4 +1,4 @@
-"""``python -m model_build {export-pretrained,...,evaluate,cpu-check} ...``.
+"""``python -m model_build {export-pretrained,...,evaluate,cpu-check,card} ...``.
 
 Each command lives in its own module with ``add_arguments`` and ``run``; modules are imported
 only when their command runs, so ``--help`` is fast and a missing optional package only breaks
@@ -37,6 +37,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "cpu-check": (
         "model_build.cpu_check",
         "optimized vs reference int8 execution on this CPU; records it in the model card",
+    ),
+    "card": (
+        "model_build.card",
+        "re-render model cards from the data files beside the models (no retraining)",
     ),
 }
 

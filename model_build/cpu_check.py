@@ -11,7 +11,8 @@ the Fashion-MNIST test images for a Fashion model, the sample photos and video f
 ``model_build.samples`` otherwise. It reports, for the CPU it ran on (``model_build.cpu``),
 top-1 of both executions where labels exist, their top-1 agreement, the agreement on decisive
 images, the largest probability difference and the batch-1 latency, and records the row in
-``<model>.cpus.json`` beside the file; ``--card`` re-renders the card's CPU table from it.
+``<model>.cpus.json`` beside the file; ``--card`` re-renders the model card, whose per-CPU
+table comes from it.
 
 Why a noise bound: even with exact integer kernels the two executions are not bit-equal
 (float sums round differently from integer sums; a one-step difference next to a rounding
@@ -46,8 +47,6 @@ NOISE_BOUND = 0.15
 #: The goal: optimized and reference agree on at least this share of the decisive images.
 GOAL_AGREEMENT = 0.995
 FASHION_DIR = REPO_ROOT / "data" / "usr" / "share" / "datasets" / "fashion-mnist"
-CARD_BEGIN = "<!-- cpu-check: begin (model_build cpu-check --card renders this table) -->"
-CARD_END = "<!-- cpu-check: end -->"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -60,7 +59,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--save-inputs", type=Path, default=None, help="write the prepared inputs")
     p.add_argument("--record", action="store_true", help="add the row to <model>.cpus.json")
-    p.add_argument("--card", action="store_true", help="re-render the card's CPU table")
+    p.add_argument("--card", action="store_true", help="re-render the model card (and its table)")
     p.add_argument("--note", default="", help="recorded with the row (e.g. the machine's role)")
 
 
@@ -134,56 +133,6 @@ def record(path: Path, row: dict[str, Any]) -> Path:
     return out
 
 
-def _pct(v: float | None) -> str:
-    return "" if v is None else f"{100 * v:.2f} %"
-
-
-def render(rows: list[dict[str, Any]]) -> str:
-    """The card's table: one row per CPU."""
-    head = (
-        "| CPU | int8 kernels (serving path) | images | top-1 optimized | top-1 reference "
-        f"| agreement (all) | agreement (margin > {NOISE_BOUND}) | max abs diff "
-        "| ms, batch 1, 1 thread |\n"
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|\n"
-    )
-    lines = []
-    for r in rows:
-        c = r["cpu"]
-        lat = r.get("latency_ms_1thread")
-        note = f" ({r['note']})" if r.get("note") else ""
-        lines.append(
-            f"| {cpu.summary(c)}{note} | {c['int8_kernels']} ({c['serving_int8_path']}) "
-            f"| {r['images']} "
-            f"| {_pct(r.get('top1_optimized'))} | {_pct(r.get('top1_reference'))} "
-            f"| {_pct(r['top1_agreement'])} "
-            f"| {_pct(r['decisive_agreement'])} of {r['decisive_images']} "
-            f"| {r['max_abs_diff']:.3f} | {'' if lat is None else f'{lat:.2f}'} |"
-        )
-    legend = (
-        "\n\nOptimized: what serving runs (integer kernels fused for the CPU; on x86 without "
-        "AVX-512 VNNI the exact U8U8 path). Reference: graph optimization off, the file's ops "
-        "as written, float between its rounding steps. Decisive images: the reference's top-1 "
-        f"leads its runner-up by more than {NOISE_BOUND}, more than any probability moves "
-        "between the two with exact kernels. Latencies come from shared machines; emulated "
-        "CPUs have none. Measured by `python -m model_build cpu-check`; method and the "
-        "remedies compared: `model_build/notes/int8_on_every_cpu.md`."
-    )
-    return head + "\n".join(lines) + legend
-
-
-def update_card(card: Path, table: str) -> None:
-    """Replace the text between the card's markers (added at the end if the card has none)."""
-    text = card.read_text()
-    block = f"{CARD_BEGIN}\n{table}\n{CARD_END}"
-    if CARD_BEGIN in text and CARD_END in text:
-        before, rest = text.split(CARD_BEGIN, 1)
-        after = rest.split(CARD_END, 1)[1]
-        text = before + block + after
-    else:
-        text = text.rstrip("\n") + "\n\n## Every CPU gives the same answers\n\n" + block + "\n"
-    card.write_text(text)
-
-
 def run(args: argparse.Namespace) -> int:
     """Measure on this CPU, print the row, optionally record it and re-render the card."""
     add_functions_to_path()
@@ -204,15 +153,16 @@ def run(args: argparse.Namespace) -> int:
     row = measure(args.model, x, labels)
     if args.note:
         row["note"] = args.note
+    # Imported here: the card module reads this module's NOISE_BOUND (and needs Jinja2, which
+    # the measurement does not).
+    from model_build import card
+
     print(json.dumps(row, indent=1))
-    print(render([row]))
+    print(card.cpu_table([row]))
     if args.record:
         out = record(args.model, row)
         print(f"recorded in {out}")
     if args.card:
-        rows_file = args.model.with_name(args.model.name.split(".", 1)[0] + ".cpus.json")
-        card = args.model.with_name(args.model.name.split(".", 1)[0] + ".md")
-        update_card(card, render(json.loads(rows_file.read_text())))
-        print(f"card table updated: {card}")
+        print(f"card {card.write(args.model)}")
     ok = row["decisive_agreement"] >= GOAL_AGREEMENT and row["max_abs_diff"] <= NOISE_BOUND
     return 0 if ok else 1

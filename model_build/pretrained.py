@@ -142,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
     backbone = get_backbone("mobilenet_v2")
     net = backbone.pretrained(SIZE[0], args.weights).eval()
     meta = ModelMeta(NAME, VERSION, _labels(), "center_crop", SIZE)
-    prepare_name = "media_classifier.images.prepare_image"
+    prepare_name = "media_classifier.media.images.prepare_image"
 
     calib, check = _split_samples(args.frames, args.frames)
     if len(check) < 20:

@@ -97,7 +97,7 @@ HTTPS_MAX_BYTES = params.IntParam(
 )
 
 
-# --- Refresh: the backfill fanned out over Cloud Tasks (media_classifier/refresh.py) ------
+# --- Refresh: the backfill fanned out over Cloud Tasks (media_classifier/flows/refresh.py) ------
 REFRESH_COLLECTION = params.StringParam(
     "REFRESH_COLLECTION",
     default="mediaRefreshRuns",

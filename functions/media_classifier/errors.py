@@ -48,7 +48,7 @@ class RequestCode(StrEnum):
     METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"  # REST: known path, other method
 
 
-#: Codes only a result document carries (written by :mod:`recovery`): no request ends in them.
+#: Codes only a result document carries (written by :mod:`flows.recovery`): no request ends in them.
 DOCUMENT_ONLY = frozenset({ErrorCode.INTERRUPTED})
 
 

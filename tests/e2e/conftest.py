@@ -77,11 +77,11 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         pytest.skip(f"no local stack: {_STACK_FAILED[0]} (the first test that needed it failed)")
 
 
-def run_command(*args: str) -> subprocess.CompletedProcess[str]:
+def run_command(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """``python -m media_classifier ARGS`` as an operator runs it, against the stack.
 
     In the functions' own interpreter, from ``functions/``, with the emulator variables;
-    fails the test unless it exits 0.
+    fails the test unless it exits 0 (when ``check``).
     """
     functions = E2E_DIR.parents[1] / "functions"
     proc = subprocess.run(
@@ -92,7 +92,7 @@ def run_command(*args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=300,
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0 or not check, proc.stderr[-3000:]
     return proc
 
 

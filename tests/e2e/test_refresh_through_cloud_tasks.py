@@ -14,6 +14,7 @@ import io
 import json
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -110,6 +111,14 @@ def test_a_refresh_brings_every_result_of_an_older_model_file_up_to_date(
     assert (doc["done"], doc["skipped"], doc["errors"]) == (COUNT, 0, {})
     assert doc["estimatedRemainingSec"] == 0 and doc["finishedAt"] and doc["listing"]["complete"]
     assert {r["model"]["sha"] for r in _results(firestore_db, names)} == {current}
+    # The run names the model file it brought the results to.
+    assert [m["sha"] for m in doc["models"].values()] == [current]
+    # Every counted batch expires 30 days after it was counted (the TTL policy's field).
+    batches = list(firestore_db.collection(RUNS).document(run).collection("batches").stream())
+    assert len(batches) == 12
+    for batch in batches:
+        left = (batch.to_dict()["expireAt"] - datetime.now(UTC)).total_seconds() / 86400
+        assert 29.9 < left <= 30.0
 
     # A duplicate delivery of a batch task (as Cloud Tasks may send): nothing changes.
     before = _results(firestore_db, names[:20])
@@ -176,6 +185,24 @@ def test_cancel_stops_a_run_and_resume_finishes_it(uploaded, firestore_db) -> No
     doc = _wait_run(firestore_db, run, lambda d: d.get("status") == "done")
     assert doc["resumes"] == 1 and doc["listed"] == COUNT and _adds_up(doc)
     assert (doc["done"], doc["skipped"], doc["errors"]) == (COUNT, 0, {})  # each object once
+
+
+def test_a_run_whose_batches_may_have_expired_is_not_resumed(uploaded, firestore_db) -> None:
+    """Batches not counted live 90 days: resuming an older run would leave it stuck."""
+    under, _ = uploaded
+    args = ("--bucket", default_bucket().name, "--under", under, "--fail-after", "0")
+    run = _refresh("start", *args)["run"]
+    _wait_run(firestore_db, run, lambda d: d.get("enqueued") == 12)
+    listed = firestore_db.collection(RUNS).document(run).collection("batches").stream()
+    for batch in listed:  # listed, never counted: the resume window
+        left = (batch.to_dict()["expireAt"] - datetime.now(UTC)).total_seconds() / 86400
+        assert 89.9 < left <= 90.0
+    assert _refresh("cancel", run)["cancelled"] is True
+    old = datetime.now(UTC) - timedelta(days=89, hours=1)
+    firestore_db.collection(RUNS).document(run).update({"startedAt": old})
+    refused = run_command("refresh", "resume", run, check=False)
+    assert refused.returncode == 1 and "expired" in refused.stdout
+    assert firestore_db.collection(RUNS).document(run).get().to_dict()["status"] == "cancelled"
 
 
 def _call(data: dict[str, Any], token: str | None) -> requests.Response:

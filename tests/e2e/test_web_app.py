@@ -476,7 +476,7 @@ def refresh_folder(run_id: str, storage_bucket: Any, firestore_db: Any) -> str:
 def admin(browser: Browser, web_url: str, run_id: str) -> Iterator[User]:
     """An operator: an account given the custom claim ``admin: true`` (the Auth emulator's
     admin API, as ``auth.set_custom_user_claims`` does), then signed in with the form."""
-    uid, email = f"admin-{run_id}", f"admin-{run_id}@example.test"
+    uid, email = f"web-admin-{run_id}", f"web-admin-{run_id}@example.test"
     account = {"localId": uid, "email": email, "password": PASSWORD}
     _auth_post(f"projects/{PROJECT_ID}/accounts", account, admin=True)
     claims = {"localId": uid, "customAttributes": json.dumps({"admin": True})}

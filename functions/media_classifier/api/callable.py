@@ -7,7 +7,7 @@ Request ``data`` (JSON object; exactly one of ``path`` / ``image``)::
 
 The reply is the result fields of the Storage trigger's document (``kind``,
 ``contentType``, ``labels``, ``model``, ``timings``, ``video``; plus ``path`` for
-objects). Failures are ``HttpsError``s whose code comes from :mod:`http_errors` and whose
+objects). Failures are ``HttpsError``s whose code comes from :mod:`api.http_errors` and whose
 ``details.code`` is the stable code also used by REST and result documents.
 
 :func:`classify_call` is the logic on parsed values; :func:`handle_call` adapts the SDK's

@@ -16,7 +16,7 @@ otherwise hands the request on untouched, its body already read and cached, so t
 SDK parses exactly the bytes that were checked here. A request that passes the guard
 is one the SDK parses without failing: a JSON object ``{"data": ...}`` at most
 :data:`MAX_JSON_DEPTH` deep. The shape of ``data`` itself is checked by
-:func:`callable_api.parse_call`, after the SDK, with the same error shape.
+:func:`api.callable.parse_call`, after the SDK, with the same error shape.
 """
 
 from __future__ import annotations

@@ -7,7 +7,14 @@ from typing import Any
 
 from firebase_functions.https_fn import FunctionsErrorCode, HttpsError
 
-from media_classifier.flows.refresh import Queue, RefreshOptions, cancel, resume, start
+from media_classifier.flows.refresh import (
+    Queue,
+    RefreshOptions,
+    RunExpired,
+    cancel,
+    resume,
+    start,
+)
 from media_classifier.store import clients
 
 
@@ -63,5 +70,11 @@ def admin_request(
     if action == "cancel":
         return {"run": run_id, "cancelled": cancel(db, settings, run_id)}
     if action == "resume":
-        return {"run": run_id, "enqueued": resume(db, queue, settings, run_id)}
+        try:
+            return {"run": run_id, "enqueued": resume(db, queue, settings, run_id)}
+        except RunExpired:
+            raise HttpsError(
+                FunctionsErrorCode.FAILED_PRECONDITION,
+                "its unfinished batches have expired: start a new run",
+            ) from None
     return {"run": run_id, "progress": json.loads(json.dumps(snap.to_dict(), default=str))}

@@ -10,7 +10,7 @@ Routes (``functions/openapi.yaml`` is the contract; keep them in step)::
     GET  /v1/health     public liveness probe
 
 Every route but health needs ``Authorization: Bearer <Firebase ID token>``. Every error
-has the body ``{"error": {"code", "status", "message"}}`` (:mod:`http_errors`).
+has the body ``{"error": {"code", "status", "message"}}`` (:mod:`api.http_errors`).
 
 Why plain data in, plain data out: :func:`handle_request` takes an :class:`ApiRequest` and a
 token verifier and returns an :class:`ApiResponse`, so routing, auth, parsing and error
@@ -217,7 +217,7 @@ def classify_path_request(
 ) -> tuple[int, dict[str, Any]]:
     """``POST /v1/classify?path=...``: an object the caller uploaded, as the callable's ``{path}``.
 
-    The path rule and the owner check (:func:`on_demand.classify_path`) run before
+    The path rule and the owner check (:func:`api.on_demand.classify_path`) run before
     Storage is touched; the object's own size limit applies, not the request cap.
     """
     try:

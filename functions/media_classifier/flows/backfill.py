@@ -7,7 +7,7 @@ model that has since been retrained and redeployed, and errors worth a retry
 (``TIMEOUT``, ``INTERNAL``, ...). The Firebase extensions' answer, re-triggering a
 function per object, once ran 34.9 M executions; this one is a command that
 
-* runs the trigger's own flow (:func:`storage_handler.handle_finalized`: claim,
+* runs the trigger's own flow (:func:`flows.upload.handle_finalized`: claim,
   download that generation, classify, write with preconditions) in this process, so
   it never writes to Storage, fires no trigger and races safely with live events;
 * is **bounded** (``--limit`` objects classified per run) and **rate-limited**

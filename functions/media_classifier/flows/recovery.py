@@ -11,7 +11,7 @@ The scheduled function ``recover_interrupted`` (every 10 minutes; also
 :data:`results.STALE_CLAIM` and, for each,
 
 * **retries it once** through the trigger's own flow
-  (:func:`storage_handler.handle_finalized`: claim with a precondition, download that
+  (:func:`flows.upload.handle_finalized`: claim with a precondition, download that
   generation, classify, write), in its own instance; the claim's ``attempts`` says
   how many workers have taken it;
 * **gives up** when the claim has already been taken :data:`MAX_ATTEMPTS` times: it

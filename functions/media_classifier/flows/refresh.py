@@ -15,10 +15,10 @@ How a run goes (every step idempotent: Cloud Tasks delivers at least once):
   second delivery finds it and counts nothing), enqueues one *batch* task per slice (task
   name derived from the batch: the queue refuses a duplicate), then the next page's list
   task. So listing itself is spread over tasks, never one long request.
-* a **batch** task runs the trigger's own flow (:class:`storage_handler.Flow`: claim with
+* a **batch** task runs the trigger's own flow (:class:`flows.upload.Flow`: claim with
   a precondition, classify, finish) for each object of its slice that the batch document
   has no outcome for yet, with the backfill's rule of what is outdated
-  (:func:`backfill.redo_reason`, model content hash included), and records each outcome
+  (:func:`flows.backfill.redo_reason`, model content hash included), and records each outcome
   and the run's counters in one transaction, once. A task that fails mid-way is retried
   and starts after the last recorded object; a result written before the failure is up
   to date on the retry anyway (the claim's precondition), so nothing is classified twice.
@@ -30,8 +30,11 @@ The run document (readable by admins only, see ``firestore.rules``): ``status``
 ``skipped`` (up to date, or taken by another delivery), ``errors`` ``{CODE: n}``,
 ``startedAt``, ``updatedAt``, ``finishedAt``, ``estimatedRemainingSec`` (objects listed
 but not handled, at the rate so far; while listing goes on, a lower bound).
-``done + skipped + sum(errors) == listed`` when it is ``done``. The counters grow a batch at
-a time (see :func:`_count_batch`); each batch document keeps its objects' outcomes.
+``models`` (``{id: {id, name, version, sha}}``: the model files its batches brought results
+up to). ``done + skipped + sum(errors) == listed`` when it is ``done``. The counters grow a
+batch at a time (see :func:`_count_batch`); each batch document keeps its objects' outcomes
+until it expires (:data:`EXPIRE_AT`: 30 days after it was counted, 90 after it was listed if
+it never was; a run older than :data:`RESUMABLE_FOR` cannot be resumed).
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from media_classifier import logs
@@ -58,6 +61,19 @@ ID = re.compile(r"[A-Za-z0-9_-]{1,100}")
 RUNNING, CANCELLED, DONE = "running", "cancelled", "done"
 #: Outcomes of one object, as counted in the run document.
 COUNTED = ("done", "skipped")
+#: The batch documents' time-to-live field (the TTL policy in ``firestore.indexes.json``):
+#: a run of a million objects leaves 50,000 of them, holding users' object names.
+EXPIRE_AT = "expireAt"
+#: A counted batch keeps its outcomes this long, to diagnose a run.
+COUNTED_BATCH_TTL = timedelta(days=30)
+#: An uncounted batch lives this long: the window in which a run can be resumed.
+UNCOUNTED_BATCH_TTL = timedelta(days=90)
+#: ``resume`` refuses runs started longer ago than this: their batches may be gone.
+RESUMABLE_FOR = UNCOUNTED_BATCH_TTL - timedelta(days=1)
+
+
+class RunExpired(Exception):
+    """A run too old to resume: its unfinished batches may have expired (start a new one)."""
 
 
 class Queue(Protocol):
@@ -168,6 +184,9 @@ def resume(db: Any, queue: Queue, settings: RefreshOptions, run_id: str) -> int:
     run = snap.to_dict() or {}
     if run.get("status") == DONE:
         return 0
+    started = run.get("startedAt")
+    if isinstance(started, datetime) and settings.clock() - started > RESUMABLE_FOR:
+        raise RunExpired(run_id)
     n = int(run.get("resumes") or 0) + 1
     ref.update({"status": RUNNING, "resumes": n, "updatedAt": _ts(), "finishedAt": None})
     enqueued = 0
@@ -278,7 +297,11 @@ def _list_page(
         def create(tx: Any, batch_ref: Any = batch_ref, chunk: list = chunk) -> bool:
             if batch_ref.get(transaction=tx).exists:
                 return False  # a second delivery of this list task: counted already
-            tx.create(batch_ref, {"objects": chunk, "outcomes": {}, "enqueued": False})
+            expires = settings.clock() + UNCOUNTED_BATCH_TTL
+            tx.create(
+                batch_ref,
+                {"objects": chunk, "outcomes": {}, "enqueued": False, EXPIRE_AT: expires},
+            )
             tx.update(ref, {"listed": _increment(len(chunk)), "updatedAt": _ts()})
             return True
 
@@ -378,6 +401,21 @@ def _one(
     return "done" if status == results.STATUS_DONE else "skipped"
 
 
+def _models_of(objects: list[dict], settings: RefreshOptions) -> dict[str, dict[str, str]]:
+    """The model files a batch's objects were brought up to (``{id: {id, name, version, sha}}``).
+
+    Recorded on the run so an admin sees which model a refresh brought results to; a
+    model no longer served (a route to a removed file) is left out, its objects are errors.
+    """
+    if settings.model_ref is None:
+        return {}
+    models: dict[str, dict[str, str]] = {}
+    for model_id in {settings.flow.model_for(str(o.get("name"))) for o in objects}:
+        with contextlib.suppress(KeyError):
+            models[model_id] = settings.model_ref(model_id)
+    return models
+
+
 def _count_batch(db: Any, ref: Any, batch_ref: Any, settings: RefreshOptions) -> None:
     """Add a finished batch's outcomes to the run's counters, once.
 
@@ -389,6 +427,7 @@ def _count_batch(db: Any, ref: Any, batch_ref: Any, settings: RefreshOptions) ->
     ``counted`` makes a second delivery add nothing.
     """
     from google.cloud import firestore
+    from google.cloud.firestore_v1.field_path import FieldPath
 
     @firestore.transactional
     def count(tx: Any) -> bool:
@@ -400,8 +439,14 @@ def _count_batch(db: Any, ref: Any, batch_ref: Any, settings: RefreshOptions) ->
         for outcome in outcomes.values():
             key = outcome if outcome in COUNTED else f"errors.{outcome}"
             tally[key] = tally.get(key, 0) + 1
-        tx.update(batch_ref, {"counted": True})
-        tx.update(ref, {**{k: _increment(n) for k, n in tally.items()}, "updatedAt": _ts()})
+        expires = settings.clock() + COUNTED_BATCH_TTL
+        tx.update(batch_ref, {"counted": True, EXPIRE_AT: expires})
+        models = {
+            FieldPath("models", model_id).to_api_repr(): model
+            for model_id, model in _models_of(batch.get("objects") or [], settings).items()
+        }
+        increments = {k: _increment(n) for k, n in tally.items()}
+        tx.update(ref, {**increments, **models, "updatedAt": _ts()})
         return True
 
     from google.api_core import exceptions

@@ -2,7 +2,7 @@
 
 ``main.py`` hands the event's fields here. Guarantees: an object under the watched
 prefix always ends in a ``done`` or ``error`` document (never silence), repeated or
-late deliveries change nothing (see :mod:`results`), and nothing is written to Storage,
+late deliveries change nothing (see :mod:`store.results`), and nothing is written to Storage,
 so the trigger can never feed itself.
 """
 
@@ -61,7 +61,7 @@ def handle_finalized(
     """Process one finalize event; returns what happened (for tests and logs).
 
     ``redo`` is for the backfill only: it may reopen a finished result of this
-    generation (see :func:`results.decide`).
+    generation (see :func:`store.results.decide`).
     """
     if not should_process(upload.name, prefix):
         logs.ignored_outside_prefix(upload.name, prefix)

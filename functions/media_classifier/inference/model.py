@@ -4,7 +4,7 @@ The contract (see README, "Model contract"): input ``uint8`` RGB NHWC ``[N, H, W
 at the model's declared size; the graph normalizes and applies softmax; the output is
 probabilities ``[N, C]``; ``metadata_props`` carry ``labels`` (JSON list), ``resize``
 (``center_crop`` | ``squash``), ``name``, ``version`` and ``task``, and ``sha``, the
-file's content hash (:mod:`model_identity`), which :meth:`Model.load` checks. A file with
+file's content hash (:mod:`inference.identity`), which :meth:`Model.load` checks. A file with
 this contract is all the functions need, so swapping models is copying a file.
 """
 
@@ -116,7 +116,7 @@ class Model:
     input_name: str
     output_name: str
     session: Any = field(repr=False)
-    #: Content hash of the file (:mod:`model_identity`): changes whenever the weights do.
+    #: Content hash of the file (:mod:`inference.identity`): changes whenever the weights do.
     sha: str = ""
 
     @classmethod

@@ -135,7 +135,7 @@ def classify_bytes(data: bytes, model: Model, *, top_k: int, limits: Limits) -> 
 def model_ref(model: Model) -> dict[str, str]:
     """The ``model`` field of a result: which model file produced it.
 
-    ``sha`` is the file's content hash (:mod:`model_identity`): it tells a retrained
+    ``sha`` is the file's content hash (:mod:`inference.identity`): it tells a retrained
     file from the one it replaced even when id and version stay the same.
     """
     return {"id": model.key, "name": model.name, "version": model.version, "sha": model.sha}

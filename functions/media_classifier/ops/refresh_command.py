@@ -11,7 +11,7 @@ import json
 import sys
 
 from media_classifier import config
-from media_classifier.flows.refresh import cancel, resume, start
+from media_classifier.flows.refresh import RunExpired, cancel, resume, start
 from media_classifier.store import clients
 from media_classifier.store.tasks import AdminQueue
 
@@ -53,9 +53,12 @@ def main(argv: list[str] | None = None) -> int:
     elif args.action == "cancel":
         print(json.dumps({"run": args.run, "cancelled": cancel(db, settings, args.run)}))
     elif args.action == "resume":
-        print(
-            json.dumps({"run": args.run, "enqueued": resume(db, AdminQueue(), settings, args.run)})
-        )
+        try:
+            enqueued = resume(db, AdminQueue(), settings, args.run)
+        except RunExpired:
+            print(f"run {args.run}: its unfinished batches have expired; start a new run")
+            return 1
+        print(json.dumps({"run": args.run, "enqueued": enqueued}))
     else:
         snap = db.collection(settings.collection).document(args.run).get()
         print(json.dumps(snap.to_dict() if snap.exists else None, default=str, ensure_ascii=False))

@@ -29,7 +29,7 @@ FRAMES_SUBCOLLECTION = "frames"
 FRAMES_PER_CHUNK = 500
 #: A ``processing`` claim older than this is taken over (the worker died mid-way).
 STALE_CLAIM = timedelta(minutes=12)
-#: Workers that may take one generation's claim before :mod:`recovery` gives up on it:
+#: Workers that may take one generation's claim before :mod:`flows.recovery` gives up on it:
 #: the event's, then one retry.
 MAX_ATTEMPTS = 2
 
@@ -77,7 +77,7 @@ def decide(
 ) -> Decision:
     """Whether an event for ``generation`` may claim the document ``existing``.
 
-    ``redo`` (the backfill's policy, :func:`backfill.redo_reason`) may reopen a finished
+    ``redo`` (the backfill's policy, :func:`flows.backfill.redo_reason`) may reopen a finished
     result of the same generation, e.g. one written by an older model; it names why, or
     returns None. Events never pass it. Pure, so the idempotency rules are unit-tested
     without a server.
@@ -126,7 +126,7 @@ def next_attempt(existing: dict[str, Any] | None, generation: int) -> int:
 
     1 for a new upload, a new generation or a reopened finished result; one more when
     a worker takes over the same generation's stale claim (its predecessor died), which
-    is what lets :mod:`recovery` stop retrying a file that kills every worker.
+    is what lets :mod:`flows.recovery` stop retrying a file that kills every worker.
     """
     if (
         existing is not None

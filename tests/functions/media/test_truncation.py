@@ -1,7 +1,7 @@
 """Images whose data ends before their picture does are CORRUPT_MEDIA, in every format.
 
 The rule is one (README, "Truncated images"); the checks behind it differ per decoder
-(``media_classifier/truncation.py``). What matters most here is both directions: every
+(``media_classifier/media/truncation.py``). What matters most here is both directions: every
 kind of short file is refused, and no complete file is, however much its last pixel
 looks like a decoder's fill.
 """

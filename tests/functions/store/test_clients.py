@@ -1,4 +1,4 @@
-"""Tests of functions/media_classifier/clients.py (the functions' Admin SDK clients).
+"""Tests of functions/media_classifier/store/clients.py (the functions' Admin SDK clients).
 
 No emulator is needed: building the clients must not touch the network, and under
 the emulator they must carry anonymous credentials (the default ones would make

@@ -55,12 +55,21 @@ def test_imagenet_model_is_small_enough() -> None:
         # The same photo as an iPhone writes it: HEVC, stored sideways, rotated by metadata.
         ("chelsea-cat-portrait.heic", {"Egyptian cat", "tabby", "tiger cat"}),
         ("coffee.jpg", {"espresso", "cup", "coffee mug"}),
+        ("fire-engine.jpg", {"fire engine"}),
     ],
 )
 def test_imagenet_model_recognises_the_samples(sample: str, expected: set[str]) -> None:
     model = ModelRegistry().get("imagenet_mobilenet_v2")
     result = classify_file(str(SAMPLES / sample), model, top_k=5, limits=Limits())
     assert result.labels[0]["label"] in expected
+
+
+def test_imagenet_model_names_the_demo_clip_over_its_whole_timeline() -> None:
+    model = ModelRegistry().get("imagenet_mobilenet_v2")
+    clip = SAMPLES.parent / "video" / "ladybug-zoom.mp4"
+    result = classify_file(str(clip), model, top_k=5, limits=Limits())
+    assert result.labels[0]["label"] == "ladybug"
+    assert {s["label"] for s in result.fields()["video"]["segments"]} == {"ladybug"}
 
 
 # --- the same answers on every CPU ----------------------------------------------------------

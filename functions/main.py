@@ -14,7 +14,7 @@ from typing import Any, TypedDict
 from firebase_functions import https_fn, options, scheduler_fn, storage_fn, tasks_fn
 
 from media_classifier import config
-from media_classifier.api.callable import handle_call
+from media_classifier.api.callable import handle_call, handle_similar_call
 from media_classifier.api.callable_guard import screen
 from media_classifier.api.on_demand import verify_id_token
 from media_classifier.api.refresh_admin import admin_request
@@ -70,6 +70,7 @@ def forget_deleted(event: storage_fn.CloudEvent[storage_fn.StorageObjectData]) -
         db=firestore_client(),
         prefix=config.WATCH_PREFIX.value,
         collection=config.RESULTS_COLLECTION.value,
+        embeddings=config.EMBEDDINGS_COLLECTION.value or None,
     )
 
 
@@ -157,10 +158,21 @@ def classify(req: https_fn.CallableRequest) -> dict:
     )
 
 
+@_screened
+@https_fn.on_call(**HTTPS_RUNTIME)
+def similar(req: https_fn.CallableRequest) -> dict:
+    """The caller's own uploads nearest to ``{path}`` (one of theirs) or ``{image}``."""
+    return handle_similar_call(
+        req,
+        settings=config.request_settings(),
+        enforce_app_check=config.ENFORCE_APP_CHECK.value,
+    )
+
+
 # Any origin may call: requests authorize with a bearer token, never with cookies.
 @https_fn.on_request(
     cors=options.CorsOptions(cors_origins="*", cors_methods=["GET", "POST"]), **HTTPS_RUNTIME
 )
 def api(req: https_fn.Request) -> https_fn.Response:
-    """REST API: POST /v1/classify, GET /v1/models, GET /v1/health (see openapi.yaml)."""
+    """REST API: POST /v1/classify, POST /v1/similar, GET /v1/models, GET /v1/health."""
     return serve(req, settings=config.request_settings())

@@ -27,10 +27,13 @@ def colour_model(
     metadata: dict[str, str] | None = None,
     input_type: int = TensorProto.UINT8,
     scale: float = 0.2,
+    embedding: bool = False,
 ) -> Path:
     """Write a contract-following colour classifier to ``path`` and return it.
 
     ``scale``: the weight of the one layer (another value is a "retrained" model).
+    ``embedding``: add the optional ``embedding`` output, the image's mean colour centred
+    on grey and L2-normalized (3 dimensions: pictures of one colour are "the same").
     """
     height, width = size
     weights = numpy_helper.from_array((np.eye(3, dtype=np.float32) * scale), "w")
@@ -41,12 +44,21 @@ def colour_model(
         helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1),
     ]
     axes = numpy_helper.from_array(np.array([1, 2], dtype=np.int64), "axes")
+    initializers = [weights, axes]
+    outputs = [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 3])]
+    if embedding:
+        initializers.append(numpy_helper.from_array(np.float32(127.5), "grey"))
+        nodes += [
+            helper.make_node("Sub", ["mean", "grey"], ["centred"]),
+            helper.make_node("LpNormalization", ["centred"], ["embedding"], axis=-1, p=2),
+        ]
+        outputs.append(helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["N", 3]))
     graph = helper.make_graph(
         nodes,
         "colour",
         [helper.make_tensor_value_info("image", input_type, ["N", height, width, 3])],
-        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 3])],
-        initializer=[weights, axes],
+        outputs,
+        initializer=initializers,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     model.ir_version = 9

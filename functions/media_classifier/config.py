@@ -31,6 +31,14 @@ RESULTS_COLLECTION = params.StringParam(
     default="mediaResults",
     description="Firestore collection of result documents (id = encodeURIComponent(path)).",
 )
+EMBEDDINGS_COLLECTION = params.StringParam(
+    "EMBEDDINGS_COLLECTION",
+    default="mediaEmbeddings",
+    description=(
+        "Firestore collection of the uploads' vectors (near-duplicates, /v1/similar);"
+        " the functions alone read it. Empty: store none."
+    ),
+)
 TOP_K = params.IntParam("TOP_K", default=5, description="Labels kept per result.")
 DEFAULT_MODEL = params.StringParam(
     "DEFAULT_MODEL",
@@ -129,6 +137,7 @@ def flow() -> Flow:
         top_k=TOP_K.value,
         limits=limits(),
         model_for=model_for,
+        embeddings=EMBEDDINGS_COLLECTION.value or None,
     )
 
 
@@ -141,6 +150,7 @@ def request_settings() -> RequestSettings:
         max_request_bytes=HTTPS_MAX_BYTES.value,
         prefix=WATCH_PREFIX.value,
         routes=routes(),
+        embeddings=EMBEDDINGS_COLLECTION.value or None,
     )
 
 

@@ -229,3 +229,26 @@ def refresh_finished(run: str) -> None:
 
 def refresh_task(run: str, kind: str, outcome: dict[str, Any]) -> None:
     _write("INFO", "refresh_task", f"refresh {run}: {kind} task {outcome}", run=run, kind=kind)
+
+
+def vectors_failed(name: str, generation: str, step: str, exc: BaseException) -> None:
+    """The labels were stored but the similarity step was not (the result stays ``done``)."""
+    _write(
+        "WARNING",
+        "vectors_failed",
+        f"{step} failed for {name!r}: {type(exc).__name__}: {exc}"[:500],
+        path=name,
+        generation=generation,
+        step=step,
+    )
+
+
+def similar_served(endpoint: str, model: str, matches: int) -> None:
+    _write(
+        "INFO",
+        "similar_served",
+        f"{endpoint}: {matches} matches",
+        endpoint=endpoint,
+        model=model,
+        matches=matches,
+    )

@@ -45,6 +45,8 @@ SAMPLE_ARGS = {
     "run": "20261206T091617-a38ad1f9",
     "tasks": 3,
     "outcome": {"handled": 20},
+    "step": "near-duplicate search",
+    "matches": 3,
 }
 PUBLIC = [
     fn

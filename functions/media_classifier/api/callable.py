@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from media_classifier import logs
+from media_classifier.api import similar
 from media_classifier.api.http_errors import ApiError, RequestCode, invalid, logged
 from media_classifier.api.on_demand import (
     Bucket,
@@ -36,7 +37,7 @@ from media_classifier.api.on_demand import (
 )
 from media_classifier.errors import ErrorCode, MediaError, shown_names
 from media_classifier.inference.model import default_registry
-from media_classifier.store.clients import bucket
+from media_classifier.store.clients import bucket, firestore_client
 
 if TYPE_CHECKING:
     from firebase_functions.https_fn import CallableRequest
@@ -143,11 +144,7 @@ def handle_call(
     run time, and this way one deployment switches it with ``ENFORCE_APP_CHECK``.
     """
     try:
-        if enforce_app_check and request.app is None:
-            raise ApiError(
-                RequestCode.UNAUTHENTICATED,
-                "App Check is enforced: call from an app registered with Firebase App Check",
-            )
+        _check_app(request, enforce_app_check)
         uid = request.auth.uid if request.auth is not None else None
         result = classify_call(
             request.data,
@@ -161,4 +158,80 @@ def handle_call(
         raise error.to_https_error() from None
     top = result["labels"][0]["label"] if result.get("labels") else None
     logs.request_served(ENDPOINT, result["model"]["id"], result["kind"], top, result["timings"])
+    return result
+
+
+def _check_app(request: CallableRequest[Any], enforce_app_check: bool) -> None:
+    if enforce_app_check and request.app is None:
+        raise ApiError(
+            RequestCode.UNAUTHENTICATED,
+            "App Check is enforced: call from an app registered with Firebase App Check",
+        )
+
+
+# --- the callable ``similar`` -------------------------------------------------------------
+
+SIMILAR_ENDPOINT = "similar"
+SIMILAR_KEYS = ("path", "image", "model", "k")
+
+
+def similar_call(
+    data: object,
+    uid: str | None,
+    *,
+    settings: RequestSettings,
+    registry: Registry,
+    bucket: Callable[[], Bucket],
+    db: Callable[[], Any],
+) -> dict[str, Any]:
+    """``{path}`` or ``{image}``, optional ``model`` and ``k``: the caller's nearest uploads."""
+    if not uid:
+        raise ApiError(RequestCode.UNAUTHENTICATED, "sign in to search your uploads")
+    if not isinstance(data, dict):
+        raise invalid('send an object: {"path": "uploads/<uid>/..."} or {"image": "<base64>"}')
+    unknown = sorted(str(key) for key in data if key not in SIMILAR_KEYS)
+    if unknown:
+        raise invalid(
+            f"unknown field(s) {shown_names(unknown)}; allowed: {', '.join(SIMILAR_KEYS)}"
+        )
+    if (data.get("path") is None) == (data.get("image") is None):
+        raise invalid("send exactly one of path (an uploaded object) or image (base64)")
+    k = similar.parse_k(data.get("k"))
+    if data.get("model") is not None and not isinstance(data.get("model"), str):
+        raise invalid("model must be a model id string")
+    if data.get("path") is not None:
+        query, model = similar.path_query(
+            data["path"],
+            uid,
+            data.get("model"),
+            settings=settings,
+            registry=registry,
+            bucket=bucket,
+            db=db,
+        )
+    else:
+        image = decode_base64(data["image"], settings)
+        model = resolve_model(data.get("model"), settings.default_model, registry)
+        query = similar.media_query(image, model, settings)
+    return similar.search(query, model, uid, k, settings=settings, db=db)
+
+
+def handle_similar_call(
+    request: CallableRequest[Any], *, settings: RequestSettings, enforce_app_check: bool
+) -> dict[str, Any]:
+    """The SDK adapter of :func:`similar_call` (App Check, auth, errors as ``HttpsError``)."""
+    try:
+        _check_app(request, enforce_app_check)
+        uid = request.auth.uid if request.auth is not None else None
+        result = similar_call(
+            request.data,
+            uid,
+            settings=settings,
+            registry=default_registry(),
+            bucket=bucket,
+            db=firestore_client,
+        )
+    except Exception as exc:
+        raise logged(SIMILAR_ENDPOINT, exc).to_https_error() from None
+    logs.similar_served(SIMILAR_ENDPOINT, result["model"]["id"], len(result["matches"]))
     return result

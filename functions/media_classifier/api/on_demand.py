@@ -39,6 +39,8 @@ class RequestSettings:
     max_request_bytes: int = 10 * 1024 * 1024
     prefix: str = "uploads/"
     routes: Mapping[str, str] = field(default_factory=dict)
+    #: Collection of the uploads' vectors (``EMBEDDINGS_COLLECTION``); None: no similarity.
+    embeddings: str | None = None
 
     def request_limits(self) -> Limits:
         """Limits for media carried in a request: never more than the request cap."""

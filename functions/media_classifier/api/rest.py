@@ -6,6 +6,9 @@ Routes (``functions/openapi.yaml`` is the contract; keep them in step)::
                         or no body and ?path=uploads/<uid>/... (an object the caller
                         owns, as the callable's {path}); query: model, topK.
                         Reply: the result document's fields (plus path for objects).
+    POST /v1/similar    the same bodies or ?path=; query: k (default 10), model.
+                        Reply: {"matches": [{path, score, kind, startSec?, endSec?}],
+                        "model": {...}}: the caller's own uploads, nearest first.
     GET  /v1/models     the served models (id, name, version, input size, resize, labels)
     GET  /v1/health     public liveness probe
 
@@ -26,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from media_classifier import logs
+from media_classifier.api import similar
 from media_classifier.api.http_errors import ApiError, RequestCode, invalid, logged
 from media_classifier.api.on_demand import (
     Bucket,
@@ -39,7 +43,7 @@ from media_classifier.api.on_demand import (
 )
 from media_classifier.errors import ErrorCode
 from media_classifier.inference.model import default_registry
-from media_classifier.store.clients import bucket
+from media_classifier.store.clients import bucket, firestore_client
 
 if TYPE_CHECKING:
     import flask
@@ -47,6 +51,7 @@ if TYPE_CHECKING:
 ENDPOINT = "api"
 ROUTES: dict[str, tuple[str, ...]] = {
     "/v1/classify": ("POST",),
+    "/v1/similar": ("POST",),
     "/v1/models": ("GET",),
     "/v1/health": ("GET",),
 }
@@ -256,16 +261,58 @@ def _classify_route(
         return classify_path_request(
             request.query, uid, settings=settings, registry=registry, bucket=bucket
         )
+    body = _bounded_body(request, settings)
+    content_type = request.headers.get("content-type")
+    return classify_request(
+        body, content_type, request.query, uid, settings=settings, registry=registry
+    )
+
+
+def similar_request(
+    request: ApiRequest,
+    uid: str,
+    *,
+    settings: RequestSettings,
+    registry: Registry,
+    bucket: Callable[[], Bucket],
+    db: Callable[[], Any],
+) -> tuple[int, dict[str, Any]]:
+    """``POST /v1/similar``: media in the body, or ``?path=`` of the caller's own upload."""
+    try:
+        k = similar.parse_k(request.query.get("k"))
+        if "path" in request.query:
+            if request.content_length or request.read_body(0):
+                raise invalid("send the media as the body, or name an upload with ?path=, not both")
+            query, model = similar.path_query(
+                request.query["path"],
+                uid,
+                request.query.get("model"),
+                settings=settings,
+                registry=registry,
+                bucket=bucket,
+                db=db,
+            )
+        else:
+            model = resolve_model(request.query.get("model"), settings.default_model, registry)
+            body = _bounded_body(request, settings)
+            media = extract_media(body, request.headers.get("content-type"))
+            query = similar.media_query(media, model, settings)
+        result = similar.search(query, model, uid, k, settings=settings, db=db)
+    except Exception as exc:
+        return _error(exc)
+    logs.similar_served(f"{ENDPOINT} /v1/similar", model.key, len(result["matches"]))
+    return 200, result
+
+
+def _bounded_body(request: ApiRequest, settings: RequestSettings) -> bytes:
+    """The body, refused (413) above the HTTPS cap before or while it is read."""
     limit = settings.request_limits().max_bytes + MULTIPART_OVERHEAD
     if request.content_length is not None and request.content_length > limit:
         raise body_too_large(f"{request.content_length:,} bytes", settings)
     body = request.read_body(limit)  # not read before auth: a 401 never costs the upload
     if len(body) > limit:
         raise body_too_large(f"more than {limit:,} bytes", settings)
-    content_type = request.headers.get("content-type")
-    return classify_request(
-        body, content_type, request.query, uid, settings=settings, registry=registry
-    )
+    return body
 
 
 def _default_bucket() -> Bucket:
@@ -279,10 +326,12 @@ def handle_request(
     settings: RequestSettings,
     registry: Registry,
     bucket: Callable[[], Bucket] = _default_bucket,
+    db: Callable[[], Any] = firestore_client,
 ) -> ApiResponse:
     """Route, authenticate and answer one request. Never raises.
 
-    ``bucket`` makes the default bucket for ``?path=`` requests (only those create it).
+    ``bucket`` makes the default bucket for ``?path=`` requests (only those create it);
+    ``db`` the Firestore client for similarity searches.
     """
     route = route_of(request.path)
     methods = ROUTES.get(route)
@@ -306,6 +355,11 @@ def handle_request(
             models = [registry.get(key).describe() for key in keys]
             return _reply(200, {"default": settings.default_model, "models": models})
         assert uid is not None
+        if route == "/v1/similar":
+            found = similar_request(
+                request, uid, settings=settings, registry=registry, bucket=bucket, db=db
+            )
+            return _reply(*found)
         return _reply(*_classify_route(request, uid, settings, registry, bucket))
     except Exception as exc:
         return _reply(*_error(exc))

@@ -6,6 +6,12 @@ probabilities ``[N, C]``; ``metadata_props`` carry ``labels`` (JSON list), ``res
 (``center_crop`` | ``squash``), ``name``, ``version`` and ``task``, and ``sha``, the
 file's content hash (:mod:`inference.identity`), which :meth:`Model.load` checks. A file with
 this contract is all the functions need, so swapping models is copying a file.
+
+Optionally a second output named ``embedding``: float ``[N, D]`` (D <= 2048), L2-normalized
+in the graph, so the cosine similarity of two pictures is the dot product of their vectors;
+``metadata_props["duplicate_threshold"]`` is the similarity from which this model's vectors
+count as the same picture (measured, see docs/similarity.md). Models without it classify as
+before and store no vectors.
 """
 
 from __future__ import annotations
@@ -30,6 +36,10 @@ if TYPE_CHECKING:
 #: Where the shipped models live, next to ``main.py``.
 MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 REQUIRED_METADATA = ("labels", "resize", "name", "version", "task")
+#: The optional output with each picture's vector (see the module docstring).
+EMBEDDING_OUTPUT = "embedding"
+#: Firestore's vector search takes at most this many dimensions.
+MAX_EMBEDDING_DIMS = 2048
 
 
 class ModelContractError(ValueError):
@@ -118,6 +128,10 @@ class Model:
     session: Any = field(repr=False)
     #: Content hash of the file (:mod:`inference.identity`): changes whenever the weights do.
     sha: str = ""
+    #: Dimensions of the ``embedding`` output; 0 when the model has none.
+    embedding_dims: int = 0
+    #: Cosine similarity from which two vectors are the same picture (None: not measured).
+    duplicate_threshold: float | None = None
 
     @classmethod
     def load(
@@ -154,6 +168,8 @@ class Model:
         classes = out.shape[-1]
         if isinstance(classes, int) and classes != len(labels):
             raise ModelContractError(f"{path.name}: {classes} outputs but {len(labels)} labels")
+        dims = _embedding_dims(path, session)
+        threshold = meta.get("duplicate_threshold")
         return cls(
             key=model_key(path),
             path=path,
@@ -167,11 +183,22 @@ class Model:
             output_name=out.name,
             session=session,
             sha=sha,
+            embedding_dims=dims,
+            duplicate_threshold=float(threshold) if dims and threshold else None,
         )
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """Probabilities ``[N, C]`` for a uint8 ``[N, H, W, 3]`` batch."""
         return self.session.run([self.output_name], {self.input_name: batch})[0]
+
+    def predict_with_embedding(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Probabilities ``[N, C]`` and, if the model has them, vectors ``[N, D]`` (one run)."""
+        if not self.embedding_dims:
+            return self.predict(batch), None
+        probs, vectors = self.session.run(
+            [self.output_name, EMBEDDING_OUTPUT], {self.input_name: batch}
+        )
+        return probs, vectors
 
     def describe(self) -> dict[str, Any]:
         """The public description used by ``GET /v1/models`` and the CLI."""
@@ -184,7 +211,28 @@ class Model:
             "inputSize": {"height": self.input_size[0], "width": self.input_size[1]},
             "resize": self.resize_policy,
             "labels": self.labels,
+            "embeddingDims": self.embedding_dims or None,
         }
+
+
+def _embedding_dims(path: Path, session: Any) -> int:
+    """Dimensions of the optional ``embedding`` output (0 without one); checks its shape."""
+    outputs = {o.name: o for o in session.get_outputs()}
+    out = outputs.get(EMBEDDING_OUTPUT)
+    if out is None:
+        return 0
+    dims = out.shape[-1] if len(out.shape) == 2 else None
+    if out.type != "tensor(float)" or not isinstance(dims, int):
+        raise ModelContractError(
+            f"{path.name}: output {EMBEDDING_OUTPUT!r} must be float [N, D], is {out.type}"
+            f" {out.shape}"
+        )
+    if not 1 <= dims <= MAX_EMBEDDING_DIMS:
+        raise ModelContractError(
+            f"{path.name}: {dims}-dimensional embedding; Firestore vector search takes"
+            f" 1 to {MAX_EMBEDDING_DIMS}"
+        )
+    return dims
 
 
 def model_key(path: Path) -> str:

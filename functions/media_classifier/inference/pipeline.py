@@ -64,6 +64,10 @@ class Classification:
     timings: dict[str, float]
     video: dict[str, Any] | None = None
     frames: list[dict[str, Any]] = field(default_factory=list)
+    #: The picture's (or the whole clip's) unit vector, if the model has an embedding output.
+    embedding: list[float] | None = None
+    #: One unit vector per ``video["segments"]`` entry, in the same order (videos only).
+    segment_embeddings: list[list[float]] = field(default_factory=list)
 
     def fields(self) -> dict[str, Any]:
         """Document/JSON fields (per-frame detail is stored separately, see ``frames``)."""
@@ -154,15 +158,38 @@ def _classify_image_bytes(
     rgb = images.load_rgb(img, target=model.input_size, policy=model.resize_policy, data=data)
     array = images.fit_to_model(rgb, model.input_size, model.resize_policy)
     t = clock.add("decode", t)
-    probs = model.predict(np.expand_dims(array, 0))[0]
+    probs, vectors = model.predict_with_embedding(np.expand_dims(array, 0))
     clock.add("inference", t)
     return Classification(
         kind="image",
         content_type=media.mime,
-        labels=best_labels(probs, model.labels, top_k),
+        labels=best_labels(probs[0], model.labels, top_k),
         model=model_ref(model),
         timings=clock.total(),
+        embedding=None if vectors is None else unit(vectors[0]),
     )
+
+
+def unit(vector: np.ndarray) -> list[float]:
+    """``vector`` scaled to length 1, as plain floats (what Firestore stores and searches)."""
+    import numpy as np
+
+    norm = float(np.linalg.norm(vector))
+    return [float(x) for x in (vector / norm if norm > 0 else vector)]
+
+
+def _segment_vectors(
+    times: list[float], vectors: np.ndarray, segments: list[dict[str, Any]]
+) -> list[list[float]]:
+    """One unit vector per segment: the mean direction of the frames shown in it (pure)."""
+    import numpy as np
+
+    at = np.asarray(times)
+    found = []
+    for segment in segments:
+        inside = (at >= segment["startSec"] - 1e-6) & (at < segment["endSec"] - 1e-6)
+        found.append(unit(vectors[inside].sum(axis=0) if inside.any() else vectors.sum(axis=0)))
+    return found
 
 
 def _batches(
@@ -196,21 +223,27 @@ def _summarize_frames(
     clock: _Clock,
     interval: float,
     duration: float,
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
-    """Run the model over sampled frames: overall labels, segments and per-frame detail.
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]], Any]:
+    """Run the model over sampled frames: overall labels, segments, per-frame detail, vectors.
 
     ``interval`` is the sampling interval actually used (stretched when the video is
     longer than ``max_frames`` intervals), so segments end where their frames do.
 
     Only a running sum of probabilities and each frame's top labels are kept, so
-    memory does not grow with the number of frames beyond a few numbers per frame.
+    memory does not grow with the number of frames beyond a few numbers per frame (and
+    the frame's vector, ``D`` floats, when the model has an embedding output).
     """
+    import numpy as np
+
     total = None
     detail: list[dict[str, Any]] = []
+    vectors: list[np.ndarray] = []
     for times, batch in _batches(frames, limits.batch_size, clock):
         t = time.perf_counter()
-        probs = model.predict(batch)
+        probs, embedded = model.predict_with_embedding(batch)
         clock.add("inference", t)
+        if embedded is not None:
+            vectors.extend(embedded)
         total = probs.sum(axis=0) if total is None else total + probs.sum(axis=0)
         for ts, row in zip(times, probs, strict=True):
             detail.append(
@@ -226,7 +259,7 @@ def _summarize_frames(
         interval=interval,
         duration=duration,
     )
-    return labels, segments, detail
+    return labels, segments, detail, np.stack(vectors) if vectors else None
 
 
 def _video_fields(info: Any, detail: list[dict[str, Any]], segments: list[dict]) -> dict:
@@ -251,7 +284,7 @@ def _video_classification(
 ) -> Classification:
     """The result of a video or an animation from its sampled frames."""
     interval = sampling_interval(info.duration_sec, limits.frame_interval_sec, limits.max_frames)
-    labels, segments, detail = _summarize_frames(
+    labels, segments, detail, vectors = _summarize_frames(
         frames,
         model,
         top_k=top_k,
@@ -268,6 +301,10 @@ def _video_classification(
         timings=clock.total(),
         video=_video_fields(info, detail, segments),
         frames=detail,
+        embedding=None if vectors is None else unit(vectors.sum(axis=0)),
+        segment_embeddings=(
+            [] if vectors is None else _segment_vectors([f["t"] for f in detail], vectors, segments)
+        ),
     )
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -175,6 +175,7 @@ def claim(
         "labels": [],
         "error": None,
         "video": None,
+        "duplicateOf": None,
         "timings": {},
         "updatedAt": _server_timestamp(),
     }
@@ -215,13 +216,31 @@ def _chunks_in_place(ref: Any, existing: dict[str, Any] | None) -> int:
     return max(indices, default=-1) + 1
 
 
+#: Writes that go with a result's: ``(document reference, fields)`` sets it, ``(ref, None)``
+#: deletes it. They commit with the result or not at all (e.g. the upload's vectors).
+Alongside = Sequence[tuple[Any, dict[str, Any] | None]]
+
+
+def _add(batch: Any, alongside: Alongside) -> None:
+    for ref, body in alongside:
+        if body is None:
+            batch.delete(ref)
+        else:
+            batch.set(ref, body)
+
+
 def finish(
-    db: Any, owned: Claim, fields: dict[str, Any], frames: list[dict[str, Any]] | None = None
+    db: Any,
+    owned: Claim,
+    fields: dict[str, Any],
+    frames: list[dict[str, Any]] | None = None,
+    alongside: Alongside = (),
 ) -> bool:
     """Write the terminal state (and per-frame detail) atomically; False if superseded."""
     from google.api_core import exceptions
 
     batch = db.batch()
+    _add(batch, alongside)
     chunks = frame_chunks(frames or [])
     frames_ref = owned.ref.collection(FRAMES_SUBCOLLECTION)
     for index, chunk in enumerate(chunks):
@@ -275,7 +294,9 @@ def abandon(db: Any, snapshot: Any, fields: dict[str, Any]) -> bool:
     return True
 
 
-def delete_result(db: Any, collection: str, object_name: str, generation: int) -> bool:
+def delete_result(
+    db: Any, collection: str, object_name: str, generation: int, alongside: Alongside = ()
+) -> bool:
     """Delete the result (and its frames) of a deleted object, unless a newer one exists."""
     from google.api_core import exceptions
 
@@ -288,6 +309,7 @@ def delete_result(db: Any, collection: str, object_name: str, generation: int) -
         return False
     chunks = _chunks_in_place(ref, data)
     batch = db.batch()
+    _add(batch, alongside)
     for index in range(chunks):
         batch.delete(ref.collection(FRAMES_SUBCOLLECTION).document(chunk_id(index)))
     batch.delete(ref, option=db.write_option(last_update_time=snap.update_time))

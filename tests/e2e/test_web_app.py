@@ -17,6 +17,10 @@ The model-refresh panel is driven the same way: an account given the custom clai
 ``admin: true`` starts, cancels and resumes runs from the page, whose tasks the Cloud Tasks
 emulator dispatches to the real ``refreshTasks``; an account without it sees no panel,
 and firestore.rules refuse it the runs.
+
+Near-duplicates and "Similar" use the real callable ``similar`` and the vectors the trigger
+stores: a photo and a resized, re-compressed copy of it; another user's identical photo
+must never show up in the first user's answers, nor theirs in the other's.
 """
 
 from __future__ import annotations
@@ -38,8 +42,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from PIL import Image
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
 
 from tests.e2e.conftest import _auth_post, run_command
@@ -672,3 +677,226 @@ def test_a_user_without_the_admin_claim_sees_no_refresh_panel_and_is_refused_the
     status, body = _query_runs(admin.page.evaluate(get_token))
     assert status == 200, body
     assert user_a.errors == []
+
+
+# --- near-duplicates and "Similar" ------------------------------------------------------------
+FIRE_ENGINE = SAMPLES / "images" / "fire-engine.jpg"
+COPY_NAME = "fire-engine-small.jpg"
+CALLABLES = f"http://{HOST}:{PORTS['functions']}/{PROJECT_ID}/us-central1"
+
+
+def resized_low_quality(path: Path) -> bytes:
+    """What a messaging app makes of a photo: half the size, JPEG quality 30."""
+    with Image.open(path) as img:
+        small = img.convert("RGB").resize((img.width // 2, img.height // 2))
+    buf = io.BytesIO()
+    small.save(buf, "JPEG", quality=30)
+    return buf.getvalue()
+
+
+def sign_in_as(browser: Browser, web_url: str, uid: str) -> User:
+    """An account with a known uid (the Auth emulator's admin API), signed in with the form."""
+    email = f"{uid}@example.test"
+    _auth_post(
+        f"projects/{PROJECT_ID}/accounts",
+        {"localId": uid, "email": email, "password": PASSWORD},
+        admin=True,
+    )
+    page, errors = open_app(browser, web_url)
+    page.fill('input[name="email"]', email)
+    page.fill('input[name="password"]', PASSWORD)
+    page.click('[data-action="sign-in"]')
+    user = User(page=page, uid=signed_in_uid(page), errors=errors)
+    assert user.uid == uid
+    return user
+
+
+@pytest.fixture(scope="module")
+def near_owner(browser: Browser, web_url: str, run_id: str) -> Iterator[User]:
+    user = sign_in_as(browser, web_url, f"web-near-{run_id}")
+    yield user
+    user.page.context.close()
+
+
+@pytest.fixture(scope="module")
+def near_stranger(browser: Browser, web_url: str, run_id: str) -> Iterator[User]:
+    user = sign_in_as(browser, web_url, f"web-near-other-{run_id}")
+    yield user
+    user.page.context.close()
+
+
+def upload_and_wait(user: User, name: str, data: bytes, content_type: str) -> str:
+    """Drop one file on the page and wait until its result is done; its object path."""
+    before = card_paths(user.page)
+    drop_file(user.page, name, data, content_type)
+    path = new_card_path(user.page, before, name)
+    assert wait_final(user, path) == "done"
+    return path
+
+
+@pytest.fixture(scope="module")
+def near_uploads(near_owner: User) -> dict[str, str]:
+    """The owner uploads the fire engine, a video, then a resized, re-compressed copy of the
+    photo, one after the other (the copy is compared with what is stored when it lands)."""
+    original = upload_and_wait(near_owner, FIRE_ENGINE.name, FIRE_ENGINE.read_bytes(), "image/jpeg")
+    video = upload_and_wait(near_owner, VIDEO.name, VIDEO.read_bytes(), "video/mp4")
+    copy = upload_and_wait(near_owner, COPY_NAME, resized_low_quality(FIRE_ENGINE), "image/jpeg")
+    return {"original": original, "video": video, "copy": copy}
+
+
+def call_similar(user: User, path: str) -> dict[str, Any]:
+    """The callable ``similar`` over HTTP with the user's ID token: what the page is told."""
+    token = user.page.evaluate("() => window.mediaClassifier.fb.auth.currentUser.getIdToken()")
+    response = requests.post(
+        f"{CALLABLES}/similar",
+        json={"data": {"path": path, "k": 10}},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=120,
+    )
+    assert response.status_code == 200, response.text
+    return dict(response.json()["result"])
+
+
+def open_similar(user: User, path: str) -> Any:
+    """Click "Similar" on a card; the panel, once the callable has answered."""
+    card = user.card(path)
+    card.locator('[data-action="similar"]').click()
+    panel = card.locator('[data-testid="similar"]')
+    panel.locator(
+        '[data-testid="similar-matches"], [data-testid="similar-empty"], '
+        '[data-testid="similar-error"]'
+    ).first.wait_for(timeout=RESULT_TIMEOUT_MS)
+    return panel
+
+
+def shown_matches(panel: Any) -> list[dict[str, Any]]:
+    return list(
+        panel.locator('[data-testid="similar-match"]').evaluate_all(
+            """els => els.map((e) => ({
+                path: e.dataset.path,
+                href: e.getAttribute("href"),
+                name: e.querySelector(".match-name").textContent,
+                score: e.querySelector('[data-testid="similar-score"]').textContent,
+                range: e.querySelector('[data-testid="similar-range"]')?.textContent ?? null,
+            }))"""
+        )
+    )
+
+
+def clock(seconds: float) -> str:
+    """web/src/format.js ``clock`` for times under an hour: "0:07"."""
+    whole = int(max(0.0, seconds) + 0.5)
+    return f"{whole // 60}:{whole % 60:02d}"
+
+
+def test_a_resized_low_quality_copy_shows_a_duplicate_badge_naming_the_original(
+    near_owner: User, near_uploads: dict[str, str], firestore_db: Any
+) -> None:
+    page = near_owner.page
+    original, copy = near_uploads["original"], near_uploads["copy"]
+    assert stored_result(firestore_db, copy)["duplicateOf"] == original
+    for path in (original, near_uploads["video"]):
+        assert stored_result(firestore_db, path)["duplicateOf"] is None
+        assert near_owner.card(path).locator('[data-testid="duplicate-badge"]').count() == 0
+    badge = near_owner.card(copy).locator('[data-testid="duplicate-badge"]')
+    expect(badge).to_have_text(f"Duplicate of {FIRE_ENGINE.name}")
+    assert badge.get_attribute("data-path") == original
+    assert badge.get_attribute("href") == f"#result={urllib.parse.quote(original, safe='')}"
+
+    # At phone width the cards stack: the newest (the copy) first, the original last.
+    page.set_viewport_size({"width": 390, "height": 844})
+    try:
+        page.evaluate("window.scrollTo(0, 0)")
+        expect(near_owner.card(original)).not_to_be_in_viewport()
+        badge.click()
+        expect(near_owner.card(original)).to_be_in_viewport()
+        assert page.locator('[data-testid="linked-card"]').count() == 0  # scrolled, not reopened
+    finally:
+        page.set_viewport_size({"width": 1280, "height": 900})
+    assert near_owner.errors == []
+
+
+def test_similar_on_the_copy_lists_the_original_first_then_the_video_with_its_times(
+    near_owner: User, near_uploads: dict[str, str]
+) -> None:
+    page = near_owner.page
+    original, copy, video = near_uploads["original"], near_uploads["copy"], near_uploads["video"]
+    page.set_viewport_size({"width": 390, "height": 844})
+    try:
+        panel = open_similar(near_owner, copy)
+        shown = shown_matches(panel)
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"the similar list scrolls sideways at phone width ({width} px)"
+    finally:
+        page.set_viewport_size({"width": 1280, "height": 900})
+    answer = call_similar(near_owner, copy)["matches"]
+    assert [m["path"] for m in shown] == [m["path"] for m in answer]
+    assert shown[0]["path"] == original
+    assert shown[0]["name"] == FIRE_ENGINE.name
+    assert shown[0]["range"] is None
+    assert shown[0]["href"] == f"#result={urllib.parse.quote(original, safe='')}"
+    assert copy not in {m["path"] for m in shown}  # the query itself is left out
+    assert all(m["path"].startswith(f"uploads/{near_owner.uid}/") for m in shown)
+    for item, match in zip(shown, answer, strict=True):
+        assert item["score"].split()[0] in {
+            f"{match['score'] * 100:.0f}",
+            f"{match['score'] * 100:.1f}",
+        }
+    # The video's segments come as matches of their own, each saying where in the clip.
+    clips = [(item, m) for item, m in zip(shown, answer, strict=True) if m["path"] == video]
+    assert clips, shown
+    for item, match in clips:
+        assert item["range"] == f"at {clock(match['startSec'])}–{clock(match['endSec'])}"
+        assert item["name"] == VIDEO.name
+
+    panel.locator('[data-testid="similar-match"]').first.click()
+    expect(near_owner.card(original)).to_be_in_viewport()
+    assert near_owner.errors == []
+
+
+def test_another_users_identical_photo_never_appears_in_similar_nor_as_a_duplicate(
+    near_owner: User, near_stranger: User, near_uploads: dict[str, str], firestore_db: Any
+) -> None:
+    theirs = upload_and_wait(
+        near_stranger, FIRE_ENGINE.name, FIRE_ENGINE.read_bytes(), "image/jpeg"
+    )
+    assert stored_result(firestore_db, theirs)["duplicateOf"] is None
+    card = near_stranger.card(theirs)
+    assert card.locator('[data-testid="duplicate-badge"]').count() == 0
+    # Their only upload: nothing of the owner's is similar to it, however alike.
+    panel = open_similar(near_stranger, theirs)
+    expect(panel.locator('[data-testid="similar-empty"]')).to_have_text(
+        "No similar uploads yet. Upload more photos or videos and try again."
+    )
+    assert panel.locator('[data-testid="similar-match"]').count() == 0
+
+    # And the owner, asking again now that the stranger's identical photo exists.
+    panel = open_similar(near_owner, near_uploads["copy"])
+    paths = [m["path"] for m in shown_matches(panel)]
+    assert paths[0] == near_uploads["original"]
+    assert all(p.startswith(f"uploads/{near_owner.uid}/") for p in paths), paths
+    assert near_owner.errors == near_stranger.errors == []
+
+
+def test_similar_for_an_account_disabled_meanwhile_shows_the_callables_refusal(
+    browser: Browser, web_url: str, run_id: str
+) -> None:
+    """The page still holds an ID token, but the functions check the account on every call
+    (``check_revoked``): the callable answers unauthenticated, shown in plain words."""
+    user = sign_in_as(browser, web_url, f"web-near-gone-{run_id}")
+    try:
+        path = upload_and_wait(user, PHOTO.name, PHOTO.read_bytes(), "image/jpeg")
+        disabled = {"localId": user.uid, "disableUser": True}
+        _auth_post(f"projects/{PROJECT_ID}/accounts:update", disabled, admin=True)
+        panel = open_similar(user, path)
+        box = panel.locator('[data-testid="similar-error"]')
+        assert box.get_attribute("data-code") == "UNAUTHENTICATED"
+        assert box.locator(".alert-title").inner_text() == expected_title(
+            user.page, "UNAUTHENTICATED"
+        )
+        assert "disabled" in box.locator(".detail").inner_text()
+        panel.locator('[data-action="close-similar"]').click()
+        expect(user.card(path).locator('[data-testid="similar"]')).to_have_count(0)
+        assert user.errors == []
+    finally:
+        user.page.context.close()

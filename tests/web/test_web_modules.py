@@ -80,6 +80,31 @@ def test_sdk_errors_have_messages_and_unknown_ones_fall_back() -> None:
     assert described[0]["title"] == "You don't have access to this result"
 
 
+def test_similar_explains_a_model_without_vectors_rather_than_blaming_the_page() -> None:
+    """``similar`` answers invalid-argument when the upload's model has no embedding output:
+    the general text ("Reload the page") would be wrong there; other codes keep theirs."""
+    errors = [
+        {
+            "code": "functions/invalid-argument",
+            "details": {"code": "INVALID_ARGUMENT"},
+            "message": "model 'x' has no embedding output, so it cannot compare pictures",
+        },
+        {"code": "functions/unauthenticated", "details": {"code": "UNAUTHENTICATED"}},
+        {"code": "functions/unavailable"},
+    ]
+    script = (
+        'import { describeError, describeSimilarError } from "./messages.js";\n'
+        "const both = (e) => [describeSimilarError(e), describeError(e)];\n"
+        "console.log(JSON.stringify(input.map(both)));"
+    )
+    [(bad, general), (signed_out, signed_out_general), (offline, offline_general)] = run_node(
+        script, errors
+    )
+    assert bad["title"] == "This upload cannot be compared" != general["title"]
+    assert bad["code"] == "INVALID_ARGUMENT" and "embedding" in bad["detail"]
+    assert signed_out == signed_out_general and offline == offline_general
+
+
 @pytest.mark.parametrize(
     "path",
     [

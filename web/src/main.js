@@ -1,5 +1,6 @@
 // The web app: sign in, upload, watch results arrive, browse the history, delete,
-// classify on demand; admins also watch and run model refreshes (refresh.js). Plain DOM;
+// classify on demand, find similar uploads and see duplicates; admins also watch and run
+// model refreshes (refresh.js). Plain DOM;
 // every Firebase call is the SDK's public API, used as the README tells app developers
 // to use it.
 
@@ -14,6 +15,7 @@ import {
 import {
   collection,
   doc,
+  getDoc,
   getDocs,
   limit,
   onSnapshot,
@@ -27,7 +29,7 @@ import { deleteObject, getDownloadURL, ref, uploadBytesResumable } from "firebas
 import { $, errorBox, h, showAlert, toast } from "./dom.js";
 import { connect, RESULTS_COLLECTION, UPLOAD_PREFIX } from "./firebase.js";
 import { ago, bytes, clock, displayName, framesOf, labelHue, percent, resultId, uploadPath } from "./format.js";
-import { describeError } from "./messages.js";
+import { describeError, describeSimilarError, SIMILAR_TEXT } from "./messages.js";
 import { refreshAccess, setUpRefresh } from "./refresh.js";
 
 // Results per page of the history; `?pageSize=N` changes it (1 to 100).
@@ -36,9 +38,11 @@ const MAX_UPLOAD_BYTES = 100 * 1024 * 1024; // storage.rules and the MAX_UPLOAD_
 const MAX_REQUEST_BYTES = 10 * 1024 * 1024; // the HTTPS_MAX_BYTES param
 const WAIT_FOR_RESULT_MS = 5 * 60 * 1000;
 const FRAME_STRIP_MAX = 240;
+const SIMILAR_K = 10; // matches asked of the callable `similar` (it allows 1 to 50)
 
 let fb; // {auth, db, storage, functions, emulators, projectId}
 let classifyFn;
+let similarFn;
 const state = {
   user: null,
   cards: new Map(), // path -> ResultCard (history and this session's uploads)
@@ -46,7 +50,97 @@ const state = {
   pageLimit: PAGE_SIZE,
   stopHistory: null,
   linked: null, // the ResultCard opened by a #result= link
+  names: new Map(), // path -> {name, waiters}: names of uploads that have no card here
+  thumbs: new Map(), // path -> Promise<download URL | null>, for the similar list
 };
+
+// --- other uploads of the user, named and opened from a card ----------------------------
+/** The card's link to a result (`#result=<encoded path>`, see openLinked). */
+const resultLink = (path) => `#result=${encodeURIComponent(path)}`;
+
+/**
+ * What a person calls another upload of theirs (a duplicate's original, a similar match):
+ * its card's name when it has one here, else the name its result document keeps
+ * (`customMetadata.originalName`, read once), and meanwhile the path's last segment.
+ * `then` runs once the document's name is known, to draw it again.
+ */
+function nameOf(path, then) {
+  const card = state.cards.get(path);
+  if (card?.result) return displayName(card.result, path);
+  const known = state.names.get(path);
+  if (known?.name) return known.name;
+  if (known) {
+    if (then) known.waiters.push(then);
+  } else {
+    const entry = { name: null, waiters: then ? [then] : [] };
+    state.names.set(path, entry);
+    const names = state.names;
+    resultId(path)
+      .then((id) => getDoc(doc(fb.db, RESULTS_COLLECTION, id)))
+      .then((snap) => displayName(snap.exists() ? snap.data() : null, path))
+      .catch(() => displayName(null, path))
+      .then((name) => {
+        if (names !== state.names) return; // signed out meanwhile
+        entry.name = name;
+        for (const waiter of entry.waiters.splice(0)) waiter();
+      });
+  }
+  return displayName(null, path);
+}
+
+/** A small preview of an upload for the similar list (photos only; videos get an icon). */
+function thumbnail(path, kind) {
+  if (kind === "video") return placeholder("video");
+  const img = h("img", { alt: "", loading: "lazy", decoding: "async" });
+  const card = state.cards.get(path);
+  let url = card?.mediaUrl ? Promise.resolve(card.mediaUrl) : state.thumbs.get(path);
+  if (!url) {
+    url = getDownloadURL(ref(fb.storage, path)).catch(() => null);
+    state.thumbs.set(path, url);
+  }
+  url.then((src) => {
+    if (src) img.src = src;
+    else img.replaceWith(placeholder("image"));
+  });
+  img.addEventListener("error", () => img.replaceWith(placeholder("image")), { once: true });
+  return img;
+}
+
+/**
+ * Show another upload: its card when the page lists it (scrolled to, briefly marked, a
+ * video played from `at`), else opened by its link, as a linked result.
+ */
+function openUpload(path, { at = null } = {}) {
+  const card = state.linked?.path === path ? state.linked : state.cards.get(path);
+  if (card?.el.isConnected) {
+    const smooth = !window.matchMedia("(prefers-reduced-motion: reduce)").matches;
+    card.el.scrollIntoView({ behavior: smooth ? "smooth" : "auto", block: "start" });
+    card.highlight();
+    if (at !== null && at !== undefined) card.seek(at);
+    return;
+  }
+  state.linkedStartAt = at;
+  if (location.hash === resultLink(path)) openLinked();
+  else location.hash = resultLink(path); // hashchange opens it
+}
+
+/** A link to another upload that opens it with openUpload (the href works in a new tab). */
+function uploadLink(path, { at = null, ...attrs }, ...children) {
+  return h(
+    "a",
+    {
+      href: resultLink(path),
+      "data-path": path,
+      ...attrs,
+      onclick: (e) => {
+        if (e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) return;
+        e.preventDefault();
+        openUpload(path, { at });
+      },
+    },
+    ...children,
+  );
+}
 
 // --- rendering of a result --------------------------------------------------------------
 function labelList(labels, testid = "labels") {
@@ -154,6 +248,14 @@ function placeholder(kind, text) {
   return el;
 }
 
+/** Two overlapping sheets: the duplicate badge's icon. */
+function copyIcon() {
+  const el = h("span", { class: "badge-icon", "aria-hidden": "true" });
+  el.innerHTML =
+    '<svg width="14" height="14" viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round"><rect x="8" y="8" width="12" height="12" rx="2" /><path d="M16 8V6a2 2 0 0 0-2-2H6a2 2 0 0 0-2 2v8a2 2 0 0 0 2 2h2" /></svg>';
+  return el;
+}
+
 const STATUS_TEXT = {
   uploading: "Uploading",
   waiting: "Waiting for the classifier",
@@ -177,6 +279,8 @@ class ResultCard {
     this.progress = 0;
     this.problem = null;
     this.onDemand = null;
+    this.similar = null; // {pending} | {data} | {error}: the callable `similar`'s answer
+    this.startAt = null; // seconds: where a video opened from a similar match starts
     this.frames = null;
     this.framesKey = null;
     this.stopWatch = null;
@@ -255,7 +359,10 @@ class ResultCard {
     this.result = result;
     this.problem = null;
     if (this.phase !== "deleting") this.phase = result.status;
-    if (generationChanged) this.onDemand = null;
+    if (generationChanged) {
+      this.onDemand = null;
+      this.similar = null;
+    }
     if (!this.mediaUrl && !this.mediaRequested) this.loadMedia();
     this.render();
     this.maybeLoadFrames();
@@ -337,6 +444,33 @@ class ResultCard {
     this.render();
   }
 
+  /** The user's uploads nearest to this one (the callable `similar` with its path). */
+  async findSimilar() {
+    this.similar = { pending: true };
+    this.render();
+    try {
+      const { data } = await similarFn({ path: this.path, k: SIMILAR_K });
+      this.similar = { data };
+    } catch (error) {
+      this.similar = { error };
+    }
+    if (!this.disposed) this.render();
+  }
+
+  closeSimilar() {
+    this.similar = null;
+    this.render();
+  }
+
+  /** Mark the card a moment, so the eye finds it after a scroll. */
+  highlight() {
+    this.el.classList.remove("flash");
+    void this.el.offsetWidth; // restart the animation
+    this.el.classList.add("flash");
+    clearTimeout(this.flashTimer);
+    this.flashTimer = setTimeout(() => this.el.classList.remove("flash"), 1800);
+  }
+
   async remove() {
     if (!this.confirmingDelete) {
       this.confirmingDelete = true;
@@ -367,7 +501,9 @@ class ResultCard {
     if (!this.mediaUrl) {
       node = placeholder(this.kind, this.result?.status === "error" ? "No preview" : "");
     } else if (this.kind === "video") {
-      node = h("video", { src: this.mediaUrl, controls: true, muted: true, playsinline: true, preload: "metadata" });
+      // A media fragment starts a video opened from a similar match where the match is.
+      const src = this.startAt ? `${this.mediaUrl}#t=${Number(this.startAt).toFixed(2)}` : this.mediaUrl;
+      node = h("video", { src, controls: true, muted: true, playsinline: true, preload: "metadata" });
     } else {
       node = h("img", { src: this.mediaUrl, alt: name, loading: "lazy" });
       node.addEventListener("error", () => node.replaceWith(placeholder("image", "No preview")), { once: true });
@@ -425,6 +561,22 @@ class ResultCard {
 
     if (this.problem) parts.push(errorBox(this.problem, { "data-testid": "card-error" }));
 
+    if (r?.status === "done" && r.duplicateOf) {
+      const original = nameOf(r.duplicateOf, () => this.render());
+      parts.push(
+        h(
+          "p",
+          { class: "duplicate" },
+          uploadLink(
+            r.duplicateOf,
+            { class: "badge", "data-testid": "duplicate-badge", title: `${SIMILAR_TEXT.duplicateHint}: ${r.duplicateOf}` },
+            copyIcon(),
+            h("span", { class: "badge-text" }, SIMILAR_TEXT.duplicateOf(original)),
+          ),
+        ),
+      );
+    }
+
     if (r?.status === "done") {
       parts.push(labelList(r.labels));
       if (r.kind === "video" && r.video) {
@@ -436,6 +588,7 @@ class ResultCard {
     }
 
     if (this.onDemand) parts.push(this.renderOnDemand());
+    if (this.similar) parts.push(this.renderSimilar());
 
     if (r?.status === "done" && r.model) {
       const total = r.timings?.total;
@@ -465,6 +618,20 @@ class ResultCard {
             },
             "Classify again",
           ),
+          r?.status === "done"
+            ? h(
+                "button",
+                {
+                  type: "button",
+                  class: "ghost",
+                  "data-action": "similar",
+                  disabled: busy || this.similar?.pending,
+                  "aria-expanded": this.similar && !this.similar.pending ? "true" : "false",
+                  onclick: () => this.findSimilar(),
+                },
+                SIMILAR_TEXT.button,
+              )
+            : null,
           h(
             "button",
             {
@@ -481,6 +648,57 @@ class ResultCard {
     }
     this.body.replaceChildren(...parts.filter(Boolean));
     if (this.media.firstChild?.classList?.contains("placeholder") && this.mediaUrl) this.renderMedia();
+  }
+
+  renderSimilar() {
+    const sim = this.similar;
+    const box = (...children) => h("div", { class: "similar", "data-testid": "similar", "aria-live": "polite" }, ...children);
+    const close = h(
+      "button",
+      { type: "button", class: "ghost small", "data-action": "close-similar", onclick: () => this.closeSimilar() },
+      SIMILAR_TEXT.close,
+    );
+    if (sim.pending) return box(h("p", { class: "muted" }, SIMILAR_TEXT.pending));
+    const head = (note) =>
+      h("div", { class: "subhead" }, h("span", {}, SIMILAR_TEXT.title), h("span", { class: "subhead-end" }, note ? h("span", { class: "muted" }, note) : null, close));
+    if (sim.error) return box(head(), errorBox(sim.error, { "data-testid": "similar-error" }, describeSimilarError));
+    const matches = sim.data?.matches || [];
+    if (!matches.length) return box(head(), h("p", { class: "muted empty-note", "data-testid": "similar-empty" }, SIMILAR_TEXT.empty));
+    const rerender = () => this.render();
+    return box(
+      head(sim.data.model?.name || sim.data.model?.id),
+      h(
+        "ol",
+        { class: "matches", "data-testid": "similar-matches" },
+        matches.map((m) => {
+          const timed = m.startSec !== undefined && m.startSec !== null;
+          const range = timed ? `${clock(m.startSec)}–${clock(m.endSec)}` : null;
+          const name = nameOf(m.path, rerender);
+          return h(
+            "li",
+            {},
+            uploadLink(
+              m.path,
+              {
+                class: "match",
+                at: timed ? m.startSec : null,
+                "data-testid": "similar-match",
+                "data-score": m.score,
+                title: `${name}${range ? ` (${range})` : ""}: ${percent(m.score)} alike`,
+              },
+              h("span", { class: "match-thumb" }, thumbnail(m.path, m.kind)),
+              h(
+                "span",
+                { class: "match-text" },
+                h("span", { class: "match-name" }, name),
+                range ? h("span", { class: "match-range muted", "data-testid": "similar-range" }, `at ${range}`) : null,
+              ),
+              h("span", { class: "match-score", "data-testid": "similar-score" }, percent(m.score)),
+            ),
+          );
+        }),
+      ),
+    );
   }
 
   renderOnDemand() {
@@ -686,6 +904,8 @@ function openLinked() {
     return;
   }
   const card = new ResultCard(path, { linked: true });
+  card.startAt = state.linkedStartAt ?? null;
+  state.linkedStartAt = null;
   state.linked = card;
   $("#linked-body").replaceChildren(card.el);
   section.hidden = false;
@@ -728,6 +948,8 @@ function resetSession() {
   state.historyLoaded = false;
   if (state.linked) state.linked.dispose();
   state.linked = null;
+  state.names = new Map();
+  state.thumbs = new Map();
   $("#results").replaceChildren();
   $("#quick-result").replaceChildren();
   showAlert($("#history-error"), null);
@@ -758,6 +980,7 @@ async function main() {
     return;
   }
   classifyFn = httpsCallable(fb.functions, "classify", { timeout: 300_000 });
+  similarFn = httpsCallable(fb.functions, "similar", { timeout: 120_000 });
   const mode = $("#mode");
   mode.textContent = fb.emulators ? "Local emulators" : fb.projectId;
   mode.dataset.emulators = fb.emulators ? "yes" : "no";

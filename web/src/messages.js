@@ -196,6 +196,39 @@ export const REFRESH_MESSAGES = {
   },
 };
 
+/**
+ * "Similar" on a result (the callable `similar`): the app always sends one of the user's
+ * own finished uploads, so an `INVALID_ARGUMENT` there means the upload's model has no
+ * picture vectors (no `embedding` output) or the search is switched off, not a request
+ * the page got wrong; the general texts would send the user to reload the page.
+ */
+export const SIMILAR_MESSAGES = {
+  INVALID_ARGUMENT: {
+    title: "This upload cannot be compared",
+    message:
+      "Its model does not describe pictures for comparison, or the search is switched off on this server.",
+  },
+  PERMISSION_DENIED: {
+    title: "Not yours",
+    message: "That file belongs to another account. You can only search from your own uploads.",
+  },
+  NOT_FOUND: {
+    title: "The file is gone",
+    message: "It was deleted or replaced before it could be compared.",
+  },
+};
+
+/** The words of the "Similar" panel and the duplicate badge (main.js). */
+export const SIMILAR_TEXT = {
+  button: "Similar",
+  title: "Similar uploads",
+  pending: "Looking for similar uploads…",
+  empty: "No similar uploads yet. Upload more photos or videos and try again.",
+  close: "Close",
+  duplicateOf: (name) => `Duplicate of ${name}`,
+  duplicateHint: "The same picture or clip as an earlier upload of yours",
+};
+
 /** Refresh run states (the run document's `status`), as the panel names them. */
 export const RUN_STATUS_TEXT = {
   running: "Running",
@@ -246,4 +279,12 @@ export function describeRefreshError(error) {
   const bare = String(error?.code ?? "").replace(/^(functions|firestore)\//, "");
   if (!Object.hasOwn(REFRESH_MESSAGES, bare)) return d;
   return { ...d, title: REFRESH_MESSAGES[bare].title, message: REFRESH_MESSAGES[bare].message };
+}
+
+/** describeError, in the words of the "Similar" panel where it has its own. */
+export function describeSimilarError(error) {
+  const d = describeError(error);
+  const stable = String(error?.details?.code ?? error?.code ?? "");
+  if (!Object.hasOwn(SIMILAR_MESSAGES, stable)) return d;
+  return { ...d, title: SIMILAR_MESSAGES[stable].title, message: SIMILAR_MESSAGES[stable].message };
 }

@@ -89,9 +89,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench, model_build
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "functions"))
-
 from bench.paths import INT8_MODEL, REPO
 from model_build.extra_images import PACKAGES, fetch, is_photo_stamp
 from model_build.samples import PHOTOS, VIDEOS, decode_all

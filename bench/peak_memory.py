@@ -88,7 +88,7 @@ def _gif_rgba(path: Path) -> None:
 
 def _animated_gif(path: Path) -> None:
     """20 frames of 7000 x 7000: 980 MP in all, just under the animation budget (1,000 MP)."""
-    from tests.hostile_corpus import gif_frames_on_screen
+    from tools.hostile_corpus import gif_frames_on_screen
 
     path.write_bytes(gif_frames_on_screen(7_000, 7_000, frames=20))
 

@@ -31,7 +31,7 @@ from firebase_admin import auth
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.hostile_corpus import jpeg_claiming, jpeg_cut_with_end_marker, png_bomb, png_missing_rows
+from tools.hostile_corpus import jpeg_claiming, jpeg_cut_with_end_marker, png_bomb, png_missing_rows
 from tools.localstack import HOST, PORTS, PROJECT_ID
 
 REPO = Path(__file__).resolve().parents[2]

@@ -17,7 +17,7 @@ import pytest
 
 from media_classifier.store.results import TERMINAL as FINAL_STATUSES
 from media_classifier.store.results import doc_id as result_doc_id
-from tests.hostile_corpus import DONE, HostileFile, corpus
+from tools.hostile_corpus import DONE, HostileFile, corpus
 from tools.loadtest import LOST_HINT
 
 RESULTS_COLLECTION = "mediaResults"  # the param's default, which the local stack uses

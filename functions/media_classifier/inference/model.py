@@ -91,7 +91,8 @@ def session_options(threads: int | None = None, *, reference: bool = False) -> A
     ``reference=True`` turns graph optimization off: every QuantizeLinear / DequantizeLinear
     then runs as written and the layers compute in float, which is what the int8 file means
     independently of the CPU's integer kernels. Serving never uses it; the model checks
-    compare the two (``tests/functions/test_shipped_models.py``, ``model_build cpu-check``).
+    compare the two (``tests/functions/inference/test_shipped_models.py``,
+    ``model_build cpu-check``).
     """
     import onnxruntime as ort
 

@@ -4,7 +4,7 @@ Why a module of its own: Pillow decodes AVIF itself but not HEVC-coded HEIF, so 
 files go through libheif + libde265 (the ``pillow-heif`` wheel; its x265 encoder is
 never called here). Not the decoder-only ``pi-heif``: its 1.4.0 wheel (libheif 1.23.0)
 crashed the process on mutated files within seconds of fuzzing
-(``tests/functions/test_fuzz_decode.py``), which this release answers with an error.
+(``tests/functions/media/test_fuzz_decode.py``), which this release answers with an error.
 Everything after opening is the ordinary image path in
 :mod:`.images` (pixel limit on the header, resize, the same model input); only what is
 specific to HEIF is decided here:

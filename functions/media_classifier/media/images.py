@@ -43,8 +43,9 @@ RESIZE_POLICIES = ("center_crop", "squash")
 #: ``center_crop`` resizes so the crop is this fraction of the short side (torchvision's 224/256).
 CROP_FRACTION = 0.875
 _ORIENTATION_TAG = 0x0112
-#: What Pillow's decoders raise on malformed input (found by tests/functions/test_fuzz_decode.py:
-#: a truncated GIF frame header raises ``struct.error`` or ``IndexError``, APNG ``EOFError``;
+#: What Pillow's decoders raise on malformed input (found by
+#: tests/functions/media/test_fuzz_decode.py: a truncated GIF frame header raises
+#: ``struct.error`` or ``IndexError``, APNG ``EOFError``;
 #: libheif's decoding errors that have no closer type arrive as ``RuntimeError``).
 DECODE_ERRORS = (
     OSError,

@@ -17,7 +17,7 @@ bytes) change nothing in the output. :func:`reduce` rewrites the file without th
   progressive block smoothing, which changes the DC-derived pixels.
 
 The decoded pixels are identical to decoding the whole file at 1/8
-(``tests/functions/test_jpeg_progressive.py`` compares them over subsamplings, sizes,
+(``tests/functions/media/test_jpeg_progressive.py`` compares them over subsamplings, sizes,
 greyscale, restart intervals and EXIF orientation). Anything unexpected (arithmetic
 coding, a missing end marker, a malformed segment, more than one frame) returns None
 and the caller decodes the original file as before, so a hostile file can only lose

@@ -22,7 +22,7 @@ decoded array, then Pillow's copy), and the worst cases measured by
 
 ``imagecodecs`` is optional: without it (e.g. model_build's Python 3.11 environment, for
 which the pinned release has no wheel) every PNG takes the Pillow path, with identical
-results (``tests/functions/test_png_fast.py`` checks that they are identical).
+results (``tests/functions/media/test_png_fast.py`` checks that they are identical).
 """
 
 from __future__ import annotations

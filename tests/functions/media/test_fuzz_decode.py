@@ -31,9 +31,9 @@ from media_classifier.inference.model import Model
 from media_classifier.inference.pipeline import Limits, classify_bytes
 from media_classifier.media.images import decode_image
 from media_classifier.media.sniff import HEAD_BYTES, sniff
-from tests.hostile_corpus import tiny_mp4
 from tests.media_factory import heic_bytes
 from tests.model_factory import colour_model
+from tools.hostile_corpus import tiny_mp4
 
 SCALE = max(1, int(os.environ.get("MC_FUZZ_SCALE", "1")))
 FRESH = SCALE > 1

@@ -22,8 +22,8 @@ from media_classifier.errors import ErrorCode, MediaError
 from media_classifier.inference.model import Model
 from media_classifier.inference.pipeline import Limits, classify_bytes
 from media_classifier.store.results import doc_id
-from tests.hostile_corpus import DONE, GCS_MAX_NAME_BYTES, TOO_LARGE, HostileFile, corpus
 from tests.model_factory import COLOUR_LABELS, colour_model
+from tools.hostile_corpus import DONE, GCS_MAX_NAME_BYTES, TOO_LARGE, HostileFile, corpus
 
 REPO = Path(__file__).resolve().parents[3]
 CORPUS = corpus()
@@ -89,7 +89,7 @@ _MEMORY_PROBE = textwrap.dedent(
     from media_classifier.errors import MediaError
     from media_classifier.inference.model import Model
     from media_classifier.inference.pipeline import Limits, classify_bytes
-    from tests.hostile_corpus import corpus
+    from tools.hostile_corpus import corpus
 
     model = Model.load(sys.argv[1], threads=1)
     files = [f for f in corpus() if f.expect == sys.argv[2]]

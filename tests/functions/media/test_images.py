@@ -14,8 +14,8 @@ from media_classifier.inference.model import Model
 from media_classifier.inference.pipeline import Limits, classify_bytes
 from media_classifier.media.images import decode_image, fit_to_model, open_image, prepare_image
 from tests.functions.conftest import encode
-from tests.hostile_corpus import gif_growing_frame, png_bomb
 from tests.model_factory import colour_model
+from tools.hostile_corpus import gif_growing_frame, png_bomb
 
 LIMIT = 50_000_000
 

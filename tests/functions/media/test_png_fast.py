@@ -24,7 +24,7 @@ from media_classifier.inference.pipeline import Limits, classify_bytes
 from media_classifier.media import png_fast
 from media_classifier.media.images import decode_image, load_rgb, open_image
 from tests.functions.conftest import encode
-from tests.hostile_corpus import png_16bit_rgb, png_bomb
+from tools.hostile_corpus import png_16bit_rgb, png_bomb
 
 LIMIT = 50_000_000
 SIGNATURE = b"\x89PNG\r\n\x1a\n"

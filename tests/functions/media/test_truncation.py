@@ -26,7 +26,8 @@ from media_classifier.inference.pipeline import Limits, classify_bytes
 from media_classifier.media import png_fast, truncation
 from media_classifier.media.images import decode_image, load_rgb, open_image
 from tests.functions.conftest import encode
-from tests.hostile_corpus import (
+from tests.model_factory import colour_model
+from tools.hostile_corpus import (
     PNG_SIGNATURE,
     _chunk,
     gif_frame_claiming,
@@ -36,7 +37,6 @@ from tests.hostile_corpus import (
     jpeg_cut_with_end_marker,
     png_missing_rows,
 )
-from tests.model_factory import colour_model
 
 TARGET = (224, 224)
 

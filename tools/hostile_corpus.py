@@ -2,7 +2,7 @@
 
 Why generated, not committed: the files are tiny, fully described by the code that
 makes them, and a reviewer reads here *why* each one is hostile. The same corpus
-feeds the server-free test (``tests/functions/test_hostile_corpus.py``, every file
+feeds the server-free test (``tests/functions/media/test_hostile_corpus.py``, every file
 through ``classify_bytes``) and the end-to-end test (every file uploaded through the
 Storage emulator), so both check one list of expectations.
 

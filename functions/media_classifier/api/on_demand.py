@@ -184,11 +184,32 @@ def classify_stored(
     The same size limit as the Storage trigger applies (the file does not travel in the
     request), checked from the object's metadata before any byte is downloaded.
     """
+    outcome = classify_object(
+        *stored_blob(path, bucket), model, top_k=top_k, limits=settings.limits
+    )
+    return {"path": path, **outcome.fields()}
+
+
+def stored_blob(path: str, bucket: Bucket) -> tuple[Any, int]:
+    """The object (latest generation) and its size from its metadata; NOT_FOUND if none."""
     blob = bucket.get_blob(path)
     if blob is None:
         raise MediaError(ErrorCode.NOT_FOUND, f"no object {shown(path, 200)} in the default bucket")
-    outcome = classify_object(blob, int(blob.size or 0), model, top_k=top_k, limits=settings.limits)
-    return {"path": path, **outcome.fields()}
+    return blob, int(blob.size or 0)
+
+
+def owned_path_and_model(
+    value: object, uid: str, model: object, settings: RequestSettings, registry: Registry
+) -> tuple[str, Model]:
+    """A client-named object of the caller's, and the model that reads it.
+
+    The path rule and the owner check come first (:func:`check_object_path`), so nothing
+    about other users' objects, or whether they exist, is revealed; then the folder's
+    model route, as the Storage trigger would pick it, unless ``model`` names one.
+    """
+    path = check_object_path(value, uid, settings.prefix)
+    default = route_model(path, settings.prefix, dict(settings.routes), settings.default_model)
+    return path, resolve_model(model, default, registry)
 
 
 def classify_path(
@@ -203,12 +224,8 @@ def classify_path(
 ) -> dict[str, Any]:
     """Classify an object a client names (callable ``{path}``, REST ``?path=``).
 
-    The path rule and the owner check come first (:func:`check_object_path`), so
-    nothing about other users' objects, or whether they exist, is revealed; then the
-    folder's model route, as the Storage trigger would pick it, unless ``model`` names
-    one. ``bucket`` is a factory: a refused request never creates a Storage client.
+    Checked by :func:`owned_path_and_model` first. ``bucket`` is a factory: a refused
+    request never creates a Storage client.
     """
-    path = check_object_path(value, uid, settings.prefix)
-    default = route_model(path, settings.prefix, dict(settings.routes), settings.default_model)
-    chosen = resolve_model(model, default, registry)
+    path, chosen = owned_path_and_model(value, uid, model, settings, registry)
     return classify_stored(path, bucket(), chosen, top_k, settings)

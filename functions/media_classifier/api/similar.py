@@ -22,9 +22,9 @@ from media_classifier.api.on_demand import (
     Bucket,
     Registry,
     RequestSettings,
-    check_object_path,
     check_request_size,
-    resolve_model,
+    owned_path_and_model,
+    stored_blob,
 )
 from media_classifier.errors import ErrorCode, MediaError, shown
 from media_classifier.flows.fetch import classify_object
@@ -32,7 +32,6 @@ from media_classifier.inference.model import Model
 from media_classifier.inference.pipeline import classify_bytes, model_ref
 from media_classifier.store import embeddings
 from media_classifier.store.results import doc_id
-from media_classifier.store.uploads import route_model
 
 DEFAULT_K = 10
 MAX_K = 50
@@ -102,19 +101,14 @@ def path_query(
     The path rule and the owner check come first, as for ``classify`` by path, so nothing
     about another user's uploads is revealed, not even whether they exist.
     """
-    path = check_object_path(value, uid, settings.prefix)
-    default = route_model(path, settings.prefix, dict(settings.routes), settings.default_model)
-    model = resolve_model(model_value, default, registry)
+    path, model = owned_path_and_model(value, uid, model_value, settings, registry)
     collection = _check_searchable(model, settings)
     snap = db().collection(collection).document(doc_id(path)).get()
     stored = (snap.to_dict() or {}) if snap.exists else {}
     if stored.get("owner") == uid and stored.get("modelSha") == model.sha:
         own = 1 + int(stored.get("segmentCount") or 0)
         return Query(vector=list(stored["vector"]), path=path, own_documents=own), model
-    blob = bucket().get_blob(path)
-    if blob is None:
-        raise MediaError(ErrorCode.NOT_FOUND, f"no object {shown(path, 200)} in the default bucket")
-    outcome = classify_object(blob, int(blob.size or 0), model, top_k=1, limits=settings.limits)
+    outcome = classify_object(*stored_blob(path, bucket()), model, top_k=1, limits=settings.limits)
     assert outcome.embedding is not None
     own = 1 + len(outcome.segment_embeddings)
     return Query(vector=outcome.embedding, path=path, own_documents=own), model

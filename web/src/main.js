@@ -665,11 +665,12 @@ class ResultCard {
     const matches = sim.data?.matches || [];
     if (!matches.length) return box(head(), h("p", { class: "muted empty-note", "data-testid": "similar-empty" }, SIMILAR_TEXT.empty));
     const rerender = () => this.render();
+    const model = sim.data.model?.name || sim.data.model?.id || "";
     return box(
-      head(sim.data.model?.name || sim.data.model?.id),
+      head(`${matches.length} match${matches.length === 1 ? "" : "es"}`),
       h(
         "ol",
-        { class: "matches", "data-testid": "similar-matches" },
+        { class: "matches", "data-testid": "similar-matches", title: model ? `Compared by ${model}` : null },
         matches.map((m) => {
           const timed = m.startSec !== undefined && m.startSec !== null;
           const range = timed ? `${clock(m.startSec)}–${clock(m.endSec)}` : null;

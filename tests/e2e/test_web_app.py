@@ -827,6 +827,11 @@ def test_similar_on_the_copy_lists_the_original_first_then_the_video_with_its_ti
         shown = shown_matches(panel)
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= 390, f"the similar list scrolls sideways at phone width ({width} px)"
+        # A match opens its upload: the page scrolls down to the original's card.
+        page.evaluate("window.scrollTo(0, 0)")
+        expect(near_owner.card(original)).not_to_be_in_viewport()
+        panel.locator('[data-testid="similar-match"]').first.click()
+        expect(near_owner.card(original)).to_be_in_viewport()
     finally:
         page.set_viewport_size({"width": 1280, "height": 900})
     answer = call_similar(near_owner, copy)["matches"]
@@ -838,10 +843,8 @@ def test_similar_on_the_copy_lists_the_original_first_then_the_video_with_its_ti
     assert copy not in {m["path"] for m in shown}  # the query itself is left out
     assert all(m["path"].startswith(f"uploads/{near_owner.uid}/") for m in shown)
     for item, match in zip(shown, answer, strict=True):
-        assert item["score"].split()[0] in {
-            f"{match['score'] * 100:.0f}",
-            f"{match['score'] * 100:.1f}",
-        }
+        pct = min(1.0, max(0.0, match["score"])) * 100  # format.js percent: "97 %", "5.2 %"
+        assert item["score"] in {f"{pct:.0f} %", f"{pct:.1f} %"}, (item, match)
     # The video's segments come as matches of their own, each saying where in the clip.
     clips = [(item, m) for item, m in zip(shown, answer, strict=True) if m["path"] == video]
     assert clips, shown
@@ -849,8 +852,6 @@ def test_similar_on_the_copy_lists_the_original_first_then_the_video_with_its_ti
         assert item["range"] == f"at {clock(match['startSec'])}–{clock(match['endSec'])}"
         assert item["name"] == VIDEO.name
 
-    panel.locator('[data-testid="similar-match"]').first.click()
-    expect(near_owner.card(original)).to_be_in_viewport()
     assert near_owner.errors == []
 
 

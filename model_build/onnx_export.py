@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from model_build.contract import INPUT_NAME, OUTPUT_NAME, ModelMeta
+from model_build.embedding import EMBEDDING_KEY, EMBEDDING_NORM, add_embedding, has_embedding
 from model_build.stamp import stamp
 from model_build.wrapper import ServingModel
 
@@ -26,7 +27,8 @@ def export_onnx(
     std: Sequence[float],
     path: Path,
 ) -> Path:
-    """Write ``net`` wrapped in the contract (uint8 NHWC in, probabilities out) to ``path``."""
+    """Write ``net`` wrapped in the contract (uint8 NHWC in, probabilities out, plus the
+    ``embedding`` output: ``model_build.embedding``) to ``path``."""
     wrapped = ServingModel(net, mean, std, size=meta.input_size)
     return export_serving(wrapped, meta, path)
 
@@ -36,7 +38,9 @@ def export_serving(wrapped: nn.Module, meta: ModelMeta, path: Path) -> Path:
 
     The TorchScript-based exporter is used (``dynamo=False``): it needs no extra packages
     (onnxscript) and gives a plain graph that ONNX Runtime's quantizer handles well; its tensor
-    names follow module paths, which ``qsim`` relies on.
+    names follow module paths, which ``qsim`` relies on. The ``embedding`` output (the pooled
+    features, L2-normalized) is added to the exported graph by ``model_build.embedding``, the
+    same edit ``add-embedding`` makes to an existing file.
     """
     wrapped = wrapped.eval().cpu()
     h, w = meta.input_size
@@ -55,6 +59,7 @@ def export_serving(wrapped: nn.Module, meta: ModelMeta, path: Path) -> Path:
             opset_version=OPSET,
             do_constant_folding=True,
         )
+    onnx.save(add_embedding(onnx.load(str(path))), str(path))
     set_metadata(path, meta)
     return path
 
@@ -62,11 +67,16 @@ def export_serving(wrapped: nn.Module, meta: ModelMeta, path: Path) -> Path:
 def set_metadata(path: Path, meta: ModelMeta) -> None:
     """Store the contract's ``metadata_props`` (replacing any existing ones) and validate.
 
-    Last, the file's content hash goes in as ``sha`` (``model_build.stamp``): its identity.
+    A graph with the ``embedding`` output also gets ``embedding = "l2"`` (its
+    ``duplicate_threshold`` is measured later, on the file that ships: ``retrieval``). Last, the
+    file's content hash goes in as ``sha`` (``model_build.stamp``): its identity.
     """
     model = onnx.load(str(path))
     del model.metadata_props[:]
-    for key, value in meta.props().items():
+    props = meta.props()
+    if has_embedding(model):
+        props[EMBEDDING_KEY] = EMBEDDING_NORM
+    for key, value in props.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     model.producer_name = "model_build"

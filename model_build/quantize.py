@@ -29,6 +29,7 @@ from onnxruntime.quantization import (
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from model_build.contract import INPUT_NAME
+from model_build.embedding import THRESHOLD_KEY, add_embedding, has_embedding, strip_embedding
 from model_build.stamp import stamp
 
 #: Activation calibration methods offered. Not ``Entropy``: through ``quantize_static`` (ORT
@@ -187,12 +188,21 @@ def quantize_int8(
     outliers and gives the common values finer steps, which kept top-1 closer to the float
     model on the calibration images than 99.999 did. ``activation_overrides``: tensor ->
     (scale, zero point) that replace calibration (the scales a distilled student trained with).
+
+    An ``embedding`` output (``model_build.embedding``) is taken off before quantizing, so the
+    classifier is quantized exactly as it would be without it, and added again to the int8
+    graph, where it reads the float output of the pooling. A ``duplicate_threshold`` is not
+    carried over: it belongs to the features it was measured on.
     """
     fp32 = onnx.load(str(fp32_path))
     with tempfile.TemporaryDirectory() as tmp:
+        source = fp32_path
+        if has_embedding(fp32):
+            source = Path(tmp) / "classifier.onnx"
+            onnx.save(strip_embedding(fp32), str(source))
         pre = Path(tmp) / "pre.onnx"
         # Shape inference + graph optimisation first, as ONNX Runtime recommends for QDQ.
-        quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=False)
+        quant_pre_process(str(source), str(pre), skip_symbolic_shape=False)
         pre_model = onnx.load(str(pre))
         extra: dict = {
             "ActivationSymmetric": False,
@@ -224,8 +234,12 @@ def quantize_int8(
             extra_options=extra,
         )
     int8 = onnx.load(str(int8_path))
+    if has_embedding(fp32):
+        int8 = add_embedding(int8)
     del int8.metadata_props[:]
     for p in fp32.metadata_props:
+        if p.key == THRESHOLD_KEY:
+            continue
         entry = int8.metadata_props.add()
         entry.key, entry.value = p.key, p.value
     int8.producer_name = "model_build"

@@ -80,7 +80,9 @@ def test_exported_signature_and_metadata(exported: tuple[nn.Module, Path, Path])
         dims = inp.type.tensor_type.shape.dim
         assert inp.name == "image" and inp.type.tensor_type.elem_type == onnx.TensorProto.UINT8
         assert dims[0].dim_param and [d.dim_value for d in dims[1:]] == [16, 20, 3]
-        assert [o.name for o in model.graph.output] == ["probabilities"]
+        assert [o.name for o in model.graph.output] == ["probabilities", "embedding"]
+        props = {p.key: p.value for p in model.metadata_props}
+        assert props["embedding"] == "l2" and "duplicate_threshold" not in props
 
 
 def test_each_exported_file_carries_its_own_content_hash(

@@ -34,6 +34,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "model_build.stamp",
         "write an ONNX file's content hash into its metadata (its identity), nothing else",
     ),
+    "add-embedding": (
+        "model_build.embedding",
+        "add the L2-normalized `embedding` output to a model file; classifier bit-identical",
+    ),
+    "retrieval": (
+        "model_build.retrieval",
+        "near-duplicate and same-category retrieval with the embedding; picks the threshold",
+    ),
     "cpu-check": (
         "model_build.cpu_check",
         "optimized vs reference int8 execution on this CPU; records it in the model card",

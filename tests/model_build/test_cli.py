@@ -11,7 +11,18 @@ from model_build.serving import REPO_ROOT
 
 
 @pytest.mark.parametrize(
-    "cmd", [[], ["export-pretrained"], ["train"], ["export"], ["evaluate"], ["cpu-check"], ["card"]]
+    "cmd",
+    [
+        [],
+        ["export-pretrained"],
+        ["train"],
+        ["export"],
+        ["evaluate"],
+        ["cpu-check"],
+        ["card"],
+        ["add-embedding"],
+        ["retrieval"],
+    ],
 )
 def test_help(cmd: list[str]) -> None:
     out = subprocess.run(

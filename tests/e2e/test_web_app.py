@@ -54,7 +54,7 @@ REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "samples"
 PHOTO = SAMPLES / "images" / "coffee.jpg"
 CAT = SAMPLES / "images" / "chelsea-cat.png"
-VIDEO = SAMPLES / "video" / "big_buck_bunny_4s.mp4"
+VIDEO = SAMPLES / "video" / "ladybug-zoom.mp4"
 PASSWORD = "web-e2e-password"
 RESULT_TIMEOUT_MS = 120_000
 # A JPEG's first bytes and nothing decodable after them: the functions answer CORRUPT_MEDIA.

@@ -212,7 +212,13 @@ def context(model: Path) -> dict[str, Any]:
         "noise_bound": NOISE_BOUND,
         "distill_options": _distill_options(config),
         "distill_extra": config.get("extra") not in (None, "None", 0, 0.0, False, ""),
+        "similarity": _optional_json(sibling(model, ".similarity.json")),
     }
+
+
+def _optional_json(path: Path) -> dict[str, Any] | None:
+    """A data file the card shows a section for only when it exists (``retrieval --write``)."""
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def render(model: Path) -> str:

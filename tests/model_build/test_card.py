@@ -179,3 +179,19 @@ def test_formatting_helpers() -> None:
     assert card.pct(1.0, 1) == "100.0 %"
     assert card.mb(2_617_725) == "2.62 MB"
     assert card.cell("a|b\nc") == "a\\|b c"
+
+
+@pytest.mark.parametrize("model", SHIPPED, ids=lambda p: p.name)
+def test_the_similarity_section_shows_the_numbers_of_its_similarity_json(model: Path) -> None:
+    measured = data(model, ".similarity.json")
+    text = card.render(model)
+    assert f"| {card.pct(measured['photos']['recall_at_1'], 1)} |" in text
+    assert f"| {card.pct(measured['category']['map'], 1)} |" in text
+    threshold = measured["threshold"]
+    shown = f"{threshold['threshold']:.2f}: " if threshold["usable"] else "none: "
+    assert f"| `duplicate_threshold` | {shown}" in text
+
+
+def test_a_model_without_similarity_data_has_no_similarity_section(tmp_path: Path) -> None:
+    text = card.render(copy_model(FASHION, tmp_path, data(FASHION, ".eval.json")))
+    assert "## Finding the same picture again" not in text

@@ -147,7 +147,7 @@ def time_queries(
             owner=owner,
             model_sha="bench",
             limit=K,
-            whole=True if whole else None,
+            whole=whole,
         )
         elapsed = (time.perf_counter() - started) * 1000
         assert len(found) == K, found

@@ -70,7 +70,7 @@ def forget_deleted(event: storage_fn.CloudEvent[storage_fn.StorageObjectData]) -
         db=firestore_client(),
         prefix=config.WATCH_PREFIX.value,
         collection=config.RESULTS_COLLECTION.value,
-        embeddings=config.EMBEDDINGS_COLLECTION.value or None,
+        embeddings=config.embeddings_collection(),
     )
 
 

@@ -83,6 +83,11 @@ def limits() -> Limits:
     )
 
 
+def embeddings_collection() -> str | None:
+    """``EMBEDDINGS_COLLECTION``, or None when it is empty (no vectors stored or searched)."""
+    return EMBEDDINGS_COLLECTION.value or None
+
+
 def routes() -> dict[str, str]:
     """``MODEL_ROUTES`` parsed: folder name -> model id."""
     pairs = (item.split("=", 1) for item in MODEL_ROUTES.value.split(",") if "=" in item)
@@ -137,7 +142,7 @@ def flow() -> Flow:
         top_k=TOP_K.value,
         limits=limits(),
         model_for=model_for,
-        embeddings=EMBEDDINGS_COLLECTION.value or None,
+        embeddings=embeddings_collection(),
     )
 
 
@@ -150,7 +155,7 @@ def request_settings() -> RequestSettings:
         max_request_bytes=HTTPS_MAX_BYTES.value,
         prefix=WATCH_PREFIX.value,
         routes=routes(),
-        embeddings=EMBEDDINGS_COLLECTION.value or None,
+        embeddings=embeddings_collection(),
     )
 
 

@@ -117,7 +117,7 @@ def nearest(
     owner: str,
     model_sha: str,
     limit: int,
-    whole: bool | None = None,
+    whole: bool = False,
 ) -> list[tuple[str, Match]]:
     """The owner's ``limit`` nearest vectors of this model file, closest first.
 
@@ -134,7 +134,7 @@ def nearest(
         .where(filter=FieldFilter("owner", "==", owner))
         .where(filter=FieldFilter("modelSha", "==", model_sha))
     )
-    if whole is True:
+    if whole:
         query = query.where(filter=FieldFilter("whole", "==", True))
     else:
         query = query.where(filter=FieldFilter("searchable", "==", True))

@@ -27,6 +27,7 @@ from tools.localstack import PROJECT_ID, default_bucket, result_doc_id
 TASKS_HOST = "127.0.0.1:9499"
 COUNT = 240  # 12 batches of 20
 RUNS = "mediaRefreshRuns"
+EMBEDDINGS = "mediaEmbeddings"
 OLD_SHA = "0123456789ab"
 TASK_URL = f"http://127.0.0.1:5001/{PROJECT_ID}/us-central1/refreshTasks"
 ADMIN_URL = f"http://127.0.0.1:5001/{PROJECT_ID}/us-central1/refresh_admin"
@@ -70,12 +71,22 @@ def _results(db: Any, names: list[str]) -> list[dict[str, Any]]:
 
 
 def _age(db: Any, names: list[str]) -> None:
-    """Make every result look written by an older file of the same model (a retrain)."""
-    batch = db.batch()
-    for name, doc in zip(names, _results(db, names), strict=True):
-        ref = db.collection(RESULTS_COLLECTION).document(result_doc_id(name))
-        batch.update(ref, {"model": {**doc["model"], "sha": OLD_SHA}})
-    batch.commit()
+    """Make every result (and its vector) look written by an older file of the same model."""
+    for first in range(0, len(names), 200):
+        group = names[first : first + 200]
+        batch = db.batch()
+        for name, doc in zip(group, _results(db, group), strict=True):
+            ref = db.collection(RESULTS_COLLECTION).document(result_doc_id(name))
+            batch.update(ref, {"model": {**doc["model"], "sha": OLD_SHA}})
+            batch.update(
+                db.collection(EMBEDDINGS).document(result_doc_id(name)), {"modelSha": OLD_SHA}
+            )
+        batch.commit()
+
+
+def _vector_shas(db: Any, names: list[str]) -> set[str]:
+    refs = [db.collection(EMBEDDINGS).document(result_doc_id(n)) for n in names]
+    return {(snap.to_dict() or {}).get("modelSha") for snap in db.get_all(refs)}
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +122,7 @@ def test_a_refresh_brings_every_result_of_an_older_model_file_up_to_date(
     assert (doc["done"], doc["skipped"], doc["errors"]) == (COUNT, 0, {})
     assert doc["estimatedRemainingSec"] == 0 and doc["finishedAt"] and doc["listing"]["complete"]
     assert {r["model"]["sha"] for r in _results(firestore_db, names)} == {current}
+    assert _vector_shas(firestore_db, names) == {current}  # the vectors are rewritten too
     # The run names the model file it brought the results to.
     assert [m["sha"] for m in doc["models"].values()] == [current]
     # Every counted batch expires 30 days after it was counted (the TTL policy's field).

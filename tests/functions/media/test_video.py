@@ -405,10 +405,16 @@ def test_closing_the_generator_kills_ffmpeg(tmp_path: Path, monkeypatch) -> None
     )
     threads_before = threading.active_count()
     next(gen)
-    assert len(spy.procs) == 2 and all(p.poll() is None for p in spy.procs)  # still running
+    deadline = time.monotonic() + 10
+    while len(spy.procs) < 2 and time.monotonic() < deadline:  # chunk 1 starts in a thread
+        time.sleep(0.01)
+    assert len(spy.procs) == 2
+    # Chunk 0's decoder owes 9 more frames of 150 KB to a pipe of 64 KB nobody reads: it is
+    # blocked, so only closing can end it (chunk 1's may already have finished into its queue).
+    assert spy.procs[0].poll() is None
     gen.close()
     spy.assert_all_reaped()
-    deadline = time.monotonic() + 2
+    deadline = time.monotonic() + 10
     while threading.active_count() > threads_before and time.monotonic() < deadline:
         time.sleep(0.02)
     assert threading.active_count() <= threads_before  # reader threads ended too

@@ -203,3 +203,54 @@ def test_an_avx2_only_cpu_gives_the_reference_answers() -> None:
     assert out["served"] == out["reference"], out
     # The probes do catch saturation: without the exact path some of them change their label.
     assert out["plain"] != out["reference"], out
+
+
+# The question behind all of the above: does a user get the same answer whichever CPU the
+# platform picks? Every shipped model, on the same real images as the reference check, served
+# on this CPU and on the emulated AVX2-only one (the serving options, so the exact U8U8 path
+# there). The images are prepared once, here: emulation only runs the model.
+CROSS_CPU_SCRIPT = """
+import sys
+import numpy as np
+from media_classifier.inference.model import Model
+from model_build.cpu import describe
+model = Model.load(sys.argv[1], threads=1)
+x = np.load(sys.argv[2])
+np.save(sys.argv[3], np.concatenate([model.predict(x[i : i + 50]) for i in range(0, len(x), 50)]))
+print(describe()["int8_kernels"], describe()["emulated"])
+"""
+#: Float layers (the ImageNet file's first convolutions, softmax) may round differently with
+#: another CPU's SIMD width; integer layers may not differ at all.
+CROSS_CPU_TOLERANCE = 1e-4
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(QEMU is None, reason="qemu-x86_64 missing: `make qemu` installs qemu-user")
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_an_avx2_only_cpu_gives_the_answers_of_this_cpu(path: Path, tmp_path: Path) -> None:
+    here = Model.load(path)
+    if "fashion" in here.name:
+        if not FASHION_DIR.is_dir():
+            pytest.skip("Fashion-MNIST test images missing: `make fashion-data` fetches them")
+        x, _ = fashion_inputs(here.input_size, here.resize_policy, limit=200)
+    else:
+        x = _imagenet_inputs(here)
+    inputs, outputs = tmp_path / "x.npy", tmp_path / "avx2.npy"
+    np.save(inputs, x)
+    script = [sys.executable, "-c", CROSS_CPU_SCRIPT, str(path), str(inputs), str(outputs)]
+    run = subprocess.run(
+        [QEMU, "-cpu", "Haswell-v4", *script],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(map(str, PYTHONPATH))},
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split()[-2:] == ["avx2", "True"], run.stdout
+    result = agreement(np.load(outputs), _probs(here, x))
+    cpu = describe()
+    summary = f"{path.name}: AVX2-only (emulated) against {cpu['name']} ({cpu['int8_kernels']})"
+    assert result["images"] >= 100, result
+    assert result["top1_agreement"] >= GOAL_AGREEMENT, (summary, result)
+    assert result["max_abs_diff"] <= CROSS_CPU_TOLERANCE, (summary, result)

@@ -46,6 +46,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "model_build.cpu_check",
         "optimized vs reference int8 execution on this CPU; records it in the model card",
     ),
+    "int8-latency": (
+        "model_build.int8_latency",
+        "batch-1 latency: this CPU, and AVX2 kernels exact vs saturating (CPUID hidden)",
+    ),
     "card": (
         "model_build.card",
         "re-render model cards from the data files beside the models (no retraining)",

@@ -19,6 +19,8 @@ from typing import Any
 
 from numpy._core._multiarray_umath import __cpu_features__ as _CPUID
 
+from model_build import cpuid_mask
+
 
 def _proc_cpuinfo() -> tuple[str, set[str]]:
     """Model name and flags of the first processor in ``/proc/cpuinfo`` (Linux), else blanks."""
@@ -43,7 +45,8 @@ def describe() -> dict[str, Any]:
     ``int8_kernels`` names the class ONNX Runtime's MLAS library dispatches to, from the
     instruction sets: ``amx``, ``avx512-vnni``, ``avx-vnni``, ``avx512``, ``avx2``, ``arm64-dot``,
     ``arm64`` or ``other``. ``emulated`` is true when CPUID offers less than the host
-    (a user-mode emulator), and the name then says so.
+    (a user-mode emulator), ``cpuid_masked`` when :mod:`model_build.cpuid_mask` hides the
+    newer sets on real silicon (times count there); the name then says which.
     """
     name, flags = _proc_cpuinfo()
     machine = platform.machine().lower()
@@ -57,8 +60,9 @@ def describe() -> dict[str, Any]:
         "avx_vnni": "avx_vnni" in flags and bool(_CPUID.get("AVX2")),
         "arm64_dot": bool(_CPUID.get("ASIMDDP")),
     }
-    emulated = ("avx512f" in flags and not feats["avx512f"]) or (
-        "avx2" in flags and not feats["avx2"]
+    masked = cpuid_mask.loaded()
+    emulated = not masked and (
+        ("avx512f" in flags and not feats["avx512f"]) or ("avx2" in flags and not feats["avx2"])
     )
     if feats["amx"]:
         kernels = "amx"
@@ -76,6 +80,8 @@ def describe() -> dict[str, Any]:
         kernels = "other"
     if emulated:
         name = f"{kernels.upper()}-only CPU emulated by qemu on {name}"
+    elif masked:
+        name = f"{name}, AVX-512/VNNI/AMX hidden from CPUID ({kernels.upper()} kernels)"
     from media_classifier.inference.model import u8s8_saturates
 
     path = "U8U8 (x64quantprecision)" if u8s8_saturates() else "U8S8"
@@ -85,6 +91,7 @@ def describe() -> dict[str, Any]:
         "int8_kernels": kernels,
         "serving_int8_path": path,
         "emulated": emulated,
+        "cpuid_masked": masked,
     } | feats
 
 

@@ -85,14 +85,18 @@ def u8s8_saturates() -> bool:
     return not __cpu_features__.get("AVX512VNNI", False)
 
 
-def session_options(threads: int | None = None, *, reference: bool = False) -> Any:
+def session_options(
+    threads: int | None = None, *, reference: bool = False, exact_int8: bool | None = None
+) -> Any:
     """ONNX Runtime options for a small-CPU server: bounded threads, full graph optimization.
 
     ``reference=True`` turns graph optimization off: every QuantizeLinear / DequantizeLinear
     then runs as written and the layers compute in float, which is what the int8 file means
     independently of the CPU's integer kernels. Serving never uses it; the model checks
     compare the two (``tests/functions/inference/test_shipped_models.py``,
-    ``model_build cpu-check``).
+    ``model_build cpu-check``). ``exact_int8``: the exact U8U8 kernels on or off; None (what
+    serving uses) turns them on exactly where U8S8 saturates. ``False`` exists to measure
+    what the exact path costs (``model_build int8-latency``).
     """
     import onnxruntime as ort
 
@@ -105,7 +109,7 @@ def session_options(threads: int | None = None, *, reference: bool = False) -> A
         if reference
         else ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     )
-    if u8s8_saturates():
+    if u8s8_saturates() if exact_int8 is None else exact_int8:
         # ONNX Runtime's own remedy: its int8 weights are widened and run by the U8U8 kernels.
         opts.add_session_config_entry("session.x64quantprecision", "1")
     opts.log_severity_level = 3

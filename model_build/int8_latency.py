@@ -1,0 +1,135 @@
+"""Side by side: what the exact int8 path costs on AVX2 kernels, and what this CPU runs.
+
+On x86 CPUs without VNNI the serving code asks ONNX Runtime for its exact U8U8 kernels instead
+of the saturating U8S8 ones (``media_classifier.inference.model.u8s8_saturates``). This times,
+for each model file, batch-1 inference with the serving options:
+
+* on this CPU as it is (what serving runs here);
+* with AVX-512, VNNI and AMX hidden from CPUID (:mod:`model_build.cpuid_mask`), so ONNX Runtime
+  runs its AVX2 kernels natively: the exact path serving uses there, and the saturating U8S8
+  path it replaced. Their ratio is the cost of correct answers on AVX2-only CPUs.
+
+Each number is one fresh process's median over ``--runs`` calls; the processes alternate round
+by round (a burst of load on a shared machine then hits every column alike) and the table
+shows the median over rounds. Timings are never judged; the table says which CPU gave them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from model_build import cpuid_mask
+from model_build.serving import REPO_ROOT
+
+SAMPLE = REPO_ROOT / "samples" / "images" / "coffee.jpg"
+MODELS = REPO_ROOT / "functions" / "models"
+#: (column, masked, exact_int8): exact_int8 None is what serving picks for the CPU it sees.
+VARIANTS = (
+    ("this CPU, served", False, None),
+    ("AVX2 kernels, served (exact U8U8)", True, None),
+    ("AVX2 kernels, U8S8 (saturating)", True, False),
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("models", nargs="*", type=Path, help="int8 files (default: the shipped ones)")
+    p.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1)")
+    p.add_argument("--runs", type=int, default=200, help="timed calls per process")
+    p.add_argument("--rounds", type=int, default=5, help="processes per column and model")
+    p.add_argument("--quick", action="store_true", help="1 round of 20 calls (tests)")
+    p.add_argument("--out", type=Path, help="write the rows as JSON here too")
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--exact", choices=("auto", "on", "off"), default="auto", help=argparse.SUPPRESS)
+
+
+def _time_one(path: Path, threads: int, runs: int, exact: bool | None) -> dict[str, Any]:
+    """Median batch-1 milliseconds of the serving session (``exact`` as session_options)."""
+    import onnxruntime as ort
+
+    from media_classifier.inference.model import Model, session_options
+    from model_build.cpu import describe
+    from model_build.serving import prepare_image
+
+    meta = Model.load(path, threads=1)
+    x = prepare_image(SAMPLE.read_bytes(), meta.input_size, meta.resize_policy)[None]
+    opts = session_options(threads, exact_int8=exact)
+    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    feed = {meta.input_name: x}
+    for _ in range(20):
+        session.run(None, feed)
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        session.run(None, feed)
+        times.append((time.perf_counter() - t) * 1000.0)
+    return {"ms": statistics.median(times), "cpu": describe()}
+
+
+def _child(path: Path, threads: int, runs: int, *, masked: bool, exact: bool | None) -> dict:
+    flag = {None: "auto", True: "on", False: "off"}[exact]
+    cmd = [sys.executable, "-m", "model_build", "int8-latency", str(path), "--child"]
+    cmd += ["--threads", str(threads), "--runs", str(runs), "--exact", flag]
+    env = cpuid_mask.environ() if masked else None
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True, timeout=600)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def measure(paths: list[Path], threads: int, runs: int, rounds: int) -> dict[str, Any]:
+    """Rows per model: median ms per column, and the CPU each column ran on."""
+    from model_build.cpu import summary
+
+    unavailable = cpuid_mask.unavailable_reason()
+    variants = [v for v in VARIANTS if not (v[1] and unavailable)]
+    rows, cpus = [], {}
+    for path in paths:
+        samples: dict[str, list[float]] = {name: [] for name, _, _ in variants}
+        for _ in range(rounds):
+            for name, masked, exact in variants:
+                out = _child(path, threads, runs, masked=masked, exact=exact)
+                samples[name].append(out["ms"])
+                cpus[name] = summary(out["cpu"])
+        rows.append(
+            {"model": path.name, "threads": threads}
+            | {name: round(statistics.median(v), 3) for name, v in samples.items()}
+        )
+    return {"rows": rows, "cpus": cpus, "mask_unavailable": unavailable}
+
+
+def table(result: dict[str, Any]) -> str:
+    """Markdown: one row per model, the exact/U8S8 ratio on AVX2 kernels last."""
+    names = [n for n, _, _ in VARIANTS if n in result["cpus"]]
+    exact, plain = VARIANTS[1][0], VARIANTS[2][0]
+    head = ["model", *[f"{n}, ms" for n in names]]
+    if plain in names:
+        head.append("exact / U8S8 on AVX2")
+    lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
+    for row in result["rows"]:
+        cells = [row["model"], *[f"{row[n]:.2f}" for n in names]]
+        if plain in names:
+            cells.append(f"{row[exact] / row[plain]:.2f}x")
+        lines.append("| " + " | ".join(cells) + " |")
+    notes = [f"- {name}: {cpu}" for name, cpu in result["cpus"].items()]
+    if result["mask_unavailable"]:
+        notes.append(f"- AVX2 columns not measured: {result['mask_unavailable']}")
+    return "\n".join([*lines, "", *notes])
+
+
+def run(args: argparse.Namespace) -> int:
+    paths = args.models or sorted(MODELS.glob("*.int8.onnx"))
+    if args.child:
+        exact = {"auto": None, "on": True, "off": False}[args.exact]
+        print(json.dumps(_time_one(paths[0], args.threads, args.runs, exact)))
+        return 0
+    runs, rounds = (20, 1) if args.quick else (args.runs, args.rounds)
+    result = measure(paths, args.threads, runs, rounds)
+    print(table(result))
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=1) + "\n")
+    return 0

@@ -46,6 +46,7 @@ class RequestCode(StrEnum):
     UNAUTHENTICATED = "UNAUTHENTICATED"  # no, invalid or revoked ID token; disabled user
     PERMISSION_DENIED = "PERMISSION_DENIED"  # the object belongs to another user
     METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"  # REST: known path, other method
+    NO_EMBEDDINGS = "NO_EMBEDDINGS"  # similarity search: model without vectors, or search off
 
 
 #: Codes only a result document carries (written by :mod:`flows.recovery`): no request ends in them.

@@ -81,28 +81,31 @@ def test_sdk_errors_have_messages_and_unknown_ones_fall_back() -> None:
 
 
 def test_similar_explains_a_model_without_vectors_rather_than_blaming_the_page() -> None:
-    """``similar`` answers invalid-argument when the upload's model has no embedding output:
-    the general text ("Reload the page") would be wrong there; other codes keep theirs."""
+    """``similar`` answers NO_EMBEDDINGS when the upload's model has no embedding output: the
+    panel speaks of the upload; a malformed request and other codes keep the general texts."""
     errors = [
         {
-            "code": "functions/invalid-argument",
-            "details": {"code": "INVALID_ARGUMENT"},
+            "code": "functions/failed-precondition",
+            "details": {"code": "NO_EMBEDDINGS"},
             "message": "model 'x' has no embedding output, so it cannot compare pictures",
         },
         {"code": "functions/unauthenticated", "details": {"code": "UNAUTHENTICATED"}},
         {"code": "functions/unavailable"},
+        {"code": "functions/invalid-argument", "details": {"code": "INVALID_ARGUMENT"}},
     ]
     script = (
         'import { describeError, describeSimilarError } from "./messages.js";\n'
         "const both = (e) => [describeSimilarError(e), describeError(e)];\n"
         "console.log(JSON.stringify(input.map(both)));"
     )
-    [(bad, general), (signed_out, signed_out_general), (offline, offline_general)] = run_node(
-        script, errors
+    [(bad, general), (signed_out, signed_out_general), (offline, offline_general), malformed] = (
+        run_node(script, errors)
     )
     assert bad["title"] == "This upload cannot be compared" != general["title"]
-    assert bad["code"] == "INVALID_ARGUMENT" and "embedding" in bad["detail"]
+    assert general["title"] == "Similarity search is not available"
+    assert bad["code"] == "NO_EMBEDDINGS" and "embedding" in bad["detail"]
     assert signed_out == signed_out_general and offline == offline_general
+    assert malformed[0] == malformed[1] and "Reload" in malformed[0]["message"]
 
 
 @pytest.mark.parametrize(

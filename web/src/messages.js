@@ -76,6 +76,10 @@ export const REQUEST_MESSAGES = {
     title: "The request was not understood",
     message: "The app used the API in a way it does not accept. Reload the page and try again.",
   },
+  NO_EMBEDDINGS: {
+    title: "Similarity search is not available",
+    message: "This model does not describe pictures for comparison, or the search is switched off on this server.",
+  },
 };
 
 /** Codes of the Firebase client SDKs (Auth, Storage, Firestore, Functions transport). */
@@ -197,13 +201,12 @@ export const REFRESH_MESSAGES = {
 };
 
 /**
- * "Similar" on a result (the callable `similar`): the app always sends one of the user's
- * own finished uploads, so an `INVALID_ARGUMENT` there means the upload's model has no
- * picture vectors (no `embedding` output) or the search is switched off, not a request
- * the page got wrong; the general texts would send the user to reload the page.
+ * "Similar" on a result (the callable `similar`), where the general texts would not fit:
+ * `NO_EMBEDDINGS` is about the upload (its model has no picture vectors, or the search is
+ * switched off), and ownership and deletion are about the upload, not a file being sent.
  */
 export const SIMILAR_MESSAGES = {
-  INVALID_ARGUMENT: {
+  NO_EMBEDDINGS: {
     title: "This upload cannot be compared",
     message:
       "Its model does not describe pictures for comparison, or the search is switched off on this server.",

@@ -48,6 +48,9 @@ _TABLE: dict[str, _Mapping] = {
     RequestCode.UNAUTHENTICATED: _Mapping(FunctionsErrorCode.UNAUTHENTICATED, 401),
     RequestCode.PERMISSION_DENIED: _Mapping(FunctionsErrorCode.PERMISSION_DENIED, 403),
     RequestCode.METHOD_NOT_ALLOWED: _Mapping(FunctionsErrorCode.UNIMPLEMENTED, 405),
+    # A valid request this model or deployment cannot answer: no retry helps, another
+    # model (one with `embeddingDims`) or a deployment with the search switched on would.
+    RequestCode.NO_EMBEDDINGS: _Mapping(FunctionsErrorCode.FAILED_PRECONDITION, 409),
 }
 
 #: Every code a client may see, for the OpenAPI document and its test.

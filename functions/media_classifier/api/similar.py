@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from media_classifier.api.http_errors import invalid
+from media_classifier.api.http_errors import ApiError, invalid
 from media_classifier.api.on_demand import (
     Bucket,
     Registry,
@@ -26,7 +26,7 @@ from media_classifier.api.on_demand import (
     owned_path_and_model,
     stored_blob,
 )
-from media_classifier.errors import ErrorCode, MediaError, shown
+from media_classifier.errors import ErrorCode, MediaError, RequestCode, shown
 from media_classifier.flows.fetch import classify_object
 from media_classifier.inference.model import Model
 from media_classifier.inference.pipeline import classify_bytes, model_ref
@@ -65,12 +65,18 @@ def parse_k(value: object) -> int:
 
 
 def _check_searchable(model: Model, settings: RequestSettings) -> str:
+    """The vector collection, or NO_EMBEDDINGS: a request the caller did not get wrong (it
+    is not INVALID_ARGUMENT) but that this model or deployment cannot answer."""
     if settings.embeddings is None:
-        raise invalid("similarity search is switched off here (EMBEDDINGS_COLLECTION is empty)")
+        raise ApiError(
+            RequestCode.NO_EMBEDDINGS,
+            "similarity search is switched off here (EMBEDDINGS_COLLECTION is empty)",
+        )
     if not model.embedding_dims:
-        raise invalid(
+        raise ApiError(
+            RequestCode.NO_EMBEDDINGS,
             f"model {shown(model.key)} has no embedding output, so it cannot compare pictures;"
-            " see docs/similarity.md"
+            " see docs/similarity.md",
         )
     return settings.embeddings
 

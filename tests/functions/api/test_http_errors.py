@@ -49,6 +49,7 @@ def test_every_code_is_mapped(code: str) -> None:
         (RequestCode.UNAUTHENTICATED, "unauthenticated", 401),
         (RequestCode.PERMISSION_DENIED, "permission-denied", 403),
         (RequestCode.METHOD_NOT_ALLOWED, "unimplemented", 405),
+        (RequestCode.NO_EMBEDDINGS, "failed-precondition", 409),
     ],
 )
 def test_mapping(code: str, callable_code: str, status: int) -> None:

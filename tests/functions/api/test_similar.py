@@ -93,15 +93,15 @@ def test_signed_out_callers_and_other_users_folders_are_refused(registry: ModelR
 def test_a_model_without_vectors_cannot_search(registry: ModelRegistry) -> None:
     image = base64.b64encode(png()).decode()
     call = {"image": image, "model": "plain"}
-    assert _code(lambda: _call(call, registry)) == "INVALID_ARGUMENT"
+    assert _code(lambda: _call(call, registry)) == "NO_EMBEDDINGS"
     assert _code(lambda: _call({"path": "uploads/u1/a.jpg", "model": "plain"}, registry)) == (
-        "INVALID_ARGUMENT"
+        "NO_EMBEDDINGS"
     )
 
 
 def test_a_deployment_without_a_vector_collection_cannot_search(registry: ModelRegistry) -> None:
     call = {"image": base64.b64encode(png()).decode(), "model": "colour"}
-    assert _code(lambda: _call(call, registry, settings=settings())) == "INVALID_ARGUMENT"
+    assert _code(lambda: _call(call, registry, settings=settings())) == "NO_EMBEDDINGS"
 
 
 def test_the_rest_route_needs_a_token_and_a_valid_k(registry: ModelRegistry) -> None:

@@ -44,6 +44,36 @@ def test_a_worker_whose_claim_was_taken_over_writes_nothing(object_name, firesto
     assert ref.get().to_dict()["labels"] == [{"label": "mine", "score": 1.0}]
 
 
+def test_a_new_generation_shows_nothing_of_the_previous_result(object_name, firestore_db) -> None:
+    """While a re-upload is processed, its document holds none of the old file's answer:
+    not its labels, error, video, duplicate, timings, nor the model that produced them."""
+    name = object_name("again.jpg")
+    ref = firestore_db.collection(RESULTS_COLLECTION).document(results.doc_id(name))
+    old = results.claim(firestore_db, RESULTS_COLLECTION, name, 1, FIELDS)
+    answer = {
+        "status": "done",
+        "labels": [{"label": "old", "score": 1.0}],
+        "model": {"id": "m", "name": "m", "version": "1", "sha": "abc"},
+        "duplicateOf": "uploads/u/other.jpg",
+        "timings": {"total": 5.0},
+    }
+    assert results.finish(firestore_db, old, answer)
+    assert isinstance(
+        results.claim(firestore_db, RESULTS_COLLECTION, name, 2, FIELDS), results.Claim
+    )
+    doc = ref.get().to_dict()
+    assert doc["status"] == "processing" and doc["generation"] == "2"
+    stale = ("labels", "error", "video", "duplicateOf", "model", "timings")
+    assert {k: doc[k] for k in stale} == {
+        "labels": [],
+        "error": None,
+        "video": None,
+        "duplicateOf": None,
+        "model": None,
+        "timings": {},
+    }
+
+
 def test_an_event_cannot_take_a_live_claim(object_name, firestore_db) -> None:
     name = object_name("busy.jpg")
     assert isinstance(

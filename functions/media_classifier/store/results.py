@@ -176,6 +176,7 @@ def claim(
         "error": None,
         "video": None,
         "duplicateOf": None,
+        "model": None,
         "timings": {},
         "updatedAt": _server_timestamp(),
     }

@@ -64,14 +64,7 @@ def test_a_new_generation_shows_nothing_of_the_previous_result(object_name, fire
     doc = ref.get().to_dict()
     assert doc["status"] == "processing" and doc["generation"] == "2"
     stale = ("labels", "error", "video", "duplicateOf", "model", "timings")
-    assert {k: doc[k] for k in stale} == {
-        "labels": [],
-        "error": None,
-        "video": None,
-        "duplicateOf": None,
-        "model": None,
-        "timings": {},
-    }
+    assert [k for k in stale if doc[k]] == [], doc  # [], None or {}: nothing of generation 1
 
 
 def test_an_event_cannot_take_a_live_claim(object_name, firestore_db) -> None:

@@ -103,6 +103,15 @@ def _imagenet_inputs(model: Model) -> np.ndarray:
     return np.stack(photos + frames)
 
 
+def _real_inputs(model: Model, fashion_images: int) -> np.ndarray:
+    """The model's check images: Fashion-MNIST test images, or the ImageNet samples."""
+    if "fashion" not in model.name:
+        return _imagenet_inputs(model)
+    if not FASHION_DIR.is_dir():
+        pytest.skip("Fashion-MNIST test images missing: `make fashion-data` fetches them")
+    return fashion_inputs(model.input_size, model.resize_policy, limit=fashion_images)[0]
+
+
 def _probs(model: Model, x: np.ndarray) -> np.ndarray:
     return np.concatenate([model.predict(x[i : i + 50]) for i in range(0, len(x), 50)])
 
@@ -112,12 +121,7 @@ def _probs(model: Model, x: np.ndarray) -> np.ndarray:
 def test_optimized_execution_agrees_with_the_reference_on_this_cpu(path: Path) -> None:
     optimized = Model.load(path)
     reference = Model.load(path, reference=True)
-    if "fashion" in optimized.name:
-        if not FASHION_DIR.is_dir():
-            pytest.skip("Fashion-MNIST test images missing: `make fashion-data` fetches them")
-        x, _ = fashion_inputs(optimized.input_size, optimized.resize_policy, limit=2000)
-    else:
-        x = _imagenet_inputs(optimized)
+    x = _real_inputs(optimized, 2000)
     result = agreement(_probs(optimized, x), _probs(reference, x))
     cpu = describe()
     summary = f"{path.name} on {cpu['name']} ({cpu['int8_kernels']}, {cpu['serving_int8_path']})"
@@ -181,15 +185,10 @@ print(json.dumps({
 """
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(QEMU is None, reason="qemu-x86_64 missing: `make qemu` installs qemu-user")
-def test_an_avx2_only_cpu_gives_the_reference_answers() -> None:
-    if not FASHION_DIR.is_dir():
-        pytest.skip("Fashion-MNIST test images missing: `make fashion-data` fetches them")
-    path = MODELS_DIR / "fashion_mnist_mobilenet_v2.int8.onnx"
-    probes = json.dumps(SATURATION_PROBES)
+def _on_avx2(script: str, *args: str) -> str:
+    """Run ``script`` with this Python on the emulated AVX2-only CPU; its standard output."""
     run = subprocess.run(
-        [QEMU, "-cpu", "Haswell-v4", sys.executable, "-c", AVX2_SCRIPT, str(path), probes],
+        [str(QEMU), "-cpu", "Haswell-v4", sys.executable, "-c", script, *args],
         capture_output=True,
         text=True,
         timeout=900,
@@ -197,7 +196,17 @@ def test_an_avx2_only_cpu_gives_the_reference_answers() -> None:
         check=False,
     )
     assert run.returncode == 0, run.stderr[-2000:]
-    out = json.loads(run.stdout.strip().splitlines()[-1])
+    return run.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(QEMU is None, reason="qemu-x86_64 missing: `make qemu` installs qemu-user")
+def test_an_avx2_only_cpu_gives_the_reference_answers() -> None:
+    if not FASHION_DIR.is_dir():
+        pytest.skip("Fashion-MNIST test images missing: `make fashion-data` fetches them")
+    path = MODELS_DIR / "fashion_mnist_mobilenet_v2.int8.onnx"
+    stdout = _on_avx2(AVX2_SCRIPT, str(path), json.dumps(SATURATION_PROBES))
+    out = json.loads(stdout.strip().splitlines()[-1])
     assert out["cpu"]["int8_kernels"] == "avx2" and out["cpu"]["emulated"], out["cpu"]
     assert out["saturates"], "serving must see that this CPU's U8S8 kernels saturate"
     assert out["served"] == out["reference"], out
@@ -229,25 +238,11 @@ CROSS_CPU_TOLERANCE = 1e-4
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
 def test_an_avx2_only_cpu_gives_the_answers_of_this_cpu(path: Path, tmp_path: Path) -> None:
     here = Model.load(path)
-    if "fashion" in here.name:
-        if not FASHION_DIR.is_dir():
-            pytest.skip("Fashion-MNIST test images missing: `make fashion-data` fetches them")
-        x, _ = fashion_inputs(here.input_size, here.resize_policy, limit=200)
-    else:
-        x = _imagenet_inputs(here)
+    x = _real_inputs(here, 200)
     inputs, outputs = tmp_path / "x.npy", tmp_path / "avx2.npy"
     np.save(inputs, x)
-    script = [sys.executable, "-c", CROSS_CPU_SCRIPT, str(path), str(inputs), str(outputs)]
-    run = subprocess.run(
-        [QEMU, "-cpu", "Haswell-v4", *script],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(map(str, PYTHONPATH))},
-        check=False,
-    )
-    assert run.returncode == 0, run.stderr[-2000:]
-    assert run.stdout.split()[-2:] == ["avx2", "True"], run.stdout
+    stdout = _on_avx2(CROSS_CPU_SCRIPT, str(path), str(inputs), str(outputs))
+    assert stdout.split()[-2:] == ["avx2", "True"], stdout
     result = agreement(np.load(outputs), _probs(here, x))
     cpu = describe()
     summary = f"{path.name}: AVX2-only (emulated) against {cpu['name']} ({cpu['int8_kernels']})"

@@ -61,6 +61,8 @@ def describe() -> dict[str, Any]:
         "arm64_dot": bool(_CPUID.get("ASIMDDP")),
     }
     masked = cpuid_mask.loaded()
+    if masked:  # the mask clears these CPUID bits too; /proc/cpuinfo still lists them
+        feats["amx"] = feats["avx_vnni"] = False
     emulated = not masked and (
         ("avx512f" in flags and not feats["avx512f"]) or ("avx2" in flags and not feats["avx2"])
     )

@@ -94,3 +94,20 @@ def loaded() -> bool:
     from numpy._core._multiarray_umath import __cpu_features__
 
     return not __cpu_features__.get("AVX512F", False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m model_build.cpuid_mask COMMAND ...``: run COMMAND under the mask."""
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: python -m model_build.cpuid_mask COMMAND [ARG ...]")
+        return 0 if argv else 2
+    reason = unavailable_reason()
+    if reason:
+        print(f"cannot hide CPUID features here: {reason}", file=sys.stderr)
+        return 1
+    os.execvpe(argv[0], argv, environ())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

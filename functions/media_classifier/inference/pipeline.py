@@ -286,7 +286,7 @@ def _video_classification(
     interval = sampling_interval(info.duration_sec, limits.frame_interval_sec, limits.max_frames)
     labels, segments, detail, vectors = _summarize_frames(
         frames,
-        model,
+        model.for_frames(),
         top_k=top_k,
         limits=limits,
         clock=clock,

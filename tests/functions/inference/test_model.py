@@ -37,6 +37,31 @@ def test_predict_returns_probabilities(colour_model_path: Path) -> None:
     assert probs.argmax(axis=1).tolist() == [0, 2]
 
 
+def test_frames_get_a_second_session_that_does_not_spin(colour_model_path: Path) -> None:
+    """Same file, same answers; its idle threads sleep (ffmpeg decodes beside it). One per
+    model, made once; the model it returns is its own frames model."""
+    model = Model.load(colour_model_path, threads=2)
+    frames = model.for_frames()
+    assert frames is model.for_frames() and frames.for_frames() is frames
+    assert frames.session is not model.session
+    assert (frames.sha, frames.labels, frames.threads) == (model.sha, model.labels, 2)
+    spin = "session.intra_op.allow_spinning"
+    assert frames.session.get_session_options().get_session_config_entry(spin) == "0"
+    with pytest.raises(RuntimeError):  # never set: ONNX Runtime's default, spinning
+        model.session.get_session_options().get_session_config_entry(spin)
+    batch = np.random.default_rng(0).integers(0, 255, (4, 32, 32, 3), np.uint8)
+    np.testing.assert_array_equal(frames.predict(batch), model.predict(batch))
+
+
+def test_a_file_changed_on_disk_gets_no_second_session(tmp_path: Path) -> None:
+    path = tmp_path / "m.onnx"
+    colour_model(path)
+    model = Model.load(path, threads=1)
+    colour_model(path, scale=0.5)  # other weights: another content hash
+    with pytest.raises(ModelContractError, match="changed on disk"):
+        model.for_frames()
+
+
 @pytest.mark.parametrize("missing", ["labels", "resize", "name", "version", "task"])
 def test_missing_metadata_is_refused(tmp_path: Path, missing: str) -> None:
     path = colour_model(tmp_path / "m.onnx", metadata={missing: None})

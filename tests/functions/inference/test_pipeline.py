@@ -64,6 +64,18 @@ def test_long_video_is_spread_over_max_frames(model: Model, tmp_path: Path) -> N
     assert result.video["segments"][0]["startSec"] == 0.0
 
 
+def test_frames_run_on_the_quiet_session_and_pictures_on_the_main_one(
+    model: Model, tmp_path: Path
+) -> None:
+    from tests import media_factory
+
+    classify_bytes(encode(Image.new("RGB", (64, 64)), "PNG"), model, top_k=1, limits=Limits())
+    assert model._for_frames is None  # a picture never makes the second session
+    path = media_factory.testsrc_video(tmp_path / "two.mp4", duration=2, size=(160, 90), fps=10)
+    classify_file(str(path), model, top_k=1, limits=Limits())
+    assert model._for_frames is not None
+
+
 def test_video_over_the_duration_limit_is_too_long(model: Model, tmp_path: Path) -> None:
     from tests import media_factory
 

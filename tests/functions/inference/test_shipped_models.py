@@ -16,6 +16,7 @@ from media_classifier.inference.model import MODELS_DIR, Model, ModelRegistry, s
 from media_classifier.inference.pipeline import Limits, classify_file
 from media_classifier.media.images import prepare_image
 from media_classifier.media.video import probe_video, sample_frames
+from model_build import cpuid_mask
 from model_build.cpu import describe
 from model_build.cpu_check import GOAL_AGREEMENT, NOISE_BOUND, agreement, fashion_inputs
 
@@ -133,6 +134,16 @@ def test_optimized_execution_agrees_with_the_reference_on_this_cpu(path: Path) -
     if "fashion" in optimized.name:
         # Ten classes, few near-ties: the raw agreement holds the issue's goal too.
         assert result["top1_agreement"] >= GOAL_AGREEMENT, (summary, result)
+
+
+@pytest.mark.skipif(
+    os.environ.get(cpuid_mask.ENV_FLAG) is None, reason="for `make test-avx2` (CPUID masked)"
+)
+def test_the_masked_run_runs_on_avx2_kernels() -> None:
+    """`make test-avx2` reruns these tests with AVX-512/VNNI/AMX hidden: they must see it."""
+    cpu = describe()
+    assert cpu["cpuid_masked"] and cpu["int8_kernels"] == "avx2", cpu
+    assert cpu["serving_int8_path"].startswith("U8U8"), cpu
 
 
 def test_serving_asks_for_exact_int8_kernels_exactly_where_u8s8_saturates() -> None:

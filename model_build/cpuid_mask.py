@@ -56,10 +56,10 @@ def _compiler() -> str | None:
     return next((c for c in ("cc", "gcc", "clang") if shutil.which(c)), None)
 
 
-def library(cache: Path | None = None) -> Path:
-    """The compiled mask, built once per source version into ``cache`` (the temp folder)."""
+def library() -> Path:
+    """The compiled mask, built once per source version into the temp folder."""
     digest = hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:12]
-    out = (cache or Path(tempfile.gettempdir())) / f"mc-cpuid-mask-{digest}.so"
+    out = Path(tempfile.gettempdir()) / f"mc-cpuid-mask-{digest}.so"
     if not out.is_file():
         compiler = _compiler()
         if compiler is None:

@@ -53,15 +53,16 @@ def _time_one(path: Path, threads: int, runs: int, exact: bool | None) -> dict[s
     """Median batch-1 milliseconds of the serving session (``exact`` as session_options)."""
     import onnxruntime as ort
 
-    from media_classifier.inference.model import Model, session_options
+    from media_classifier.inference.model import session_options
     from model_build.cpu import describe
     from model_build.serving import prepare_image
 
-    meta = Model.load(path, threads=1)
-    x = prepare_image(SAMPLE.read_bytes(), meta.input_size, meta.resize_policy)[None]
     opts = session_options(threads, exact_int8=exact)
     session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    feed = {meta.input_name: x}
+    (inp,) = session.get_inputs()
+    resize = session.get_modelmeta().custom_metadata_map["resize"]
+    x = prepare_image(SAMPLE.read_bytes(), (inp.shape[1], inp.shape[2]), resize)[None]
+    feed = {inp.name: x}
     for _ in range(20):
         session.run(None, feed)
     times = []

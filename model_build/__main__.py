@@ -46,6 +46,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "model_build.cpu_check",
         "optimized vs reference int8 execution on this CPU; records it in the model card",
     ),
+    "narrow-inputs": (
+        "model_build.narrow",
+        "7-bit activations into the int8 dense layers: exact U8S8 kernels on AVX2 CPUs too",
+    ),
     "int8-latency": (
         "model_build.int8_latency",
         "batch-1 latency: this CPU, and AVX2 kernels exact vs saturating (CPUID hidden)",

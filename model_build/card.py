@@ -26,7 +26,7 @@ from typing import Any
 import jinja2
 
 from model_build import cpu
-from model_build.cpu_check import NOISE_BOUND
+from model_build.cpu_check import NOISE_BOUND, noise_bound
 from model_build.data import FASHION_MNIST_LABELS
 from model_build.onnx_export import read_metadata
 from model_build.serving import REPO_ROOT
@@ -115,7 +115,8 @@ def cpu_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def cpu_table(rows: list[dict[str, Any]]) -> str:
     """The per-CPU table alone (``cpu-check`` prints it), from the template's macro."""
     macro = environment().get_template(TEMPLATE.name).module.cpu_table  # type: ignore[attr-defined]
-    return str(macro(cpu_rows(rows), NOISE_BOUND))
+    bound = rows[0].get("noise_bound", NOISE_BOUND) if rows else NOISE_BOUND
+    return str(macro(cpu_rows(rows), bound))
 
 
 def _model_facts(model: Path) -> dict[str, Any]:
@@ -209,10 +210,11 @@ def context(model: Path) -> dict[str, Any]:
         "trained": None if pre else _trained(model, report),
         "notes": notes,
         "cpus": cpu_rows(cpus),
-        "noise_bound": NOISE_BOUND,
+        "noise_bound": noise_bound(model),
         "distill_options": _distill_options(config),
         "distill_extra": config.get("extra") not in (None, "None", 0, 0.0, False, ""),
         "similarity": _optional_json(sibling(model, ".similarity.json")),
+        "narrowed": report.get("narrowed"),
     }
 
 

@@ -86,15 +86,83 @@ def describe() -> dict[str, Any]:
         name = f"{name}, AVX-512/VNNI/AMX hidden from CPUID ({kernels.upper()} kernels)"
     from media_classifier.inference.model import u8s8_saturates
 
-    path = "U8U8 (x64quantprecision)" if u8s8_saturates() else "U8S8"
+    # What an 8-bit file gets here; a file with 7-bit dense inputs is served by U8S8 anywhere
+    # (``cpu_check.measure`` records the path the file itself got).
+    path = int8_path(exact=u8s8_saturates())
     return {
         "name": name,
         "machine": machine,
         "int8_kernels": kernels,
         "serving_int8_path": path,
+        # Measured, not inferred: whether this CPU's U8S8 kernels saturate (the probe below).
+        "u8s8_saturates": u8s8_saturates_measured(),
         "emulated": emulated,
         "cpuid_masked": masked,
     } | feats
+
+
+def int8_path(*, exact: bool) -> str:
+    """The int8 kernels serving runs, in the words of the cards' CPU tables."""
+    return "U8U8 (x64quantprecision)" if exact else "U8S8"
+
+
+#: The saturation probe: uint8 activations of 255 times int8 weights of 127 over K terms, every
+#: pair of products 64,770, twice what 16-bit arithmetic holds.
+PROBE_K, PROBE_EXACT = 64, 64 * 255 * 127
+
+
+def saturation_probe() -> bytes:
+    """A tiny int8 QDQ file whose answer shows whether U8S8 kernels saturate on this CPU.
+
+    QuantizeLinear -> DequantizeLinear -> MatMul with DequantizeLinear'd int8 weights, which
+    ONNX Runtime fuses into its U8S8 integer kernel as it does the models' layers. Exact
+    kernels return ``PROBE_EXACT`` in every cell; saturating ones (``vpmaddubsw``) clamp each
+    pair at 32,767 and return about half of it.
+    """
+    from onnx import TensorProto, helper
+
+    k, n = PROBE_K, 16
+    init = [
+        helper.make_tensor("s", TensorProto.FLOAT, [], [1.0]),
+        helper.make_tensor("z", TensorProto.UINT8, [], [0]),
+        helper.make_tensor("w", TensorProto.INT8, [k, n], [127] * (k * n)),
+        helper.make_tensor("ws", TensorProto.FLOAT, [], [1.0]),
+        helper.make_tensor("wz", TensorProto.INT8, [], [0]),
+    ]
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"]),
+        helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"]),
+        helper.make_node("DequantizeLinear", ["w", "ws", "wz"], ["wd"]),
+        helper.make_node("MatMul", ["xd", "wd"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "saturation_probe",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, k])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, n])],
+        init,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
+def u8s8_saturates_measured(*, exact_int8: bool = False) -> bool:
+    """Run :func:`saturation_probe` with the serving options: does this CPU's U8S8 saturate?
+
+    ``exact_int8=True`` asks for ONNX Runtime's U8U8 path, which must never saturate.
+    Serving decides from CPUID (``u8s8_saturates``); this measures what the kernels do.
+    """
+    import numpy as np
+    import onnxruntime as ort
+
+    from media_classifier.inference.model import session_options
+
+    session = ort.InferenceSession(
+        saturation_probe(), session_options(1, exact_int8=exact_int8), ["CPUExecutionProvider"]
+    )
+    y = session.run(None, {"x": np.full((4, PROBE_K), 255.0, np.float32)})[0]
+    return not bool(np.all(y == PROBE_EXACT))
 
 
 def summary(cpu: dict[str, Any]) -> str:

@@ -44,6 +44,9 @@ from model_build.serving import REPO_ROOT, png_bytes, prepare_image
 #: int8 kernels produce (0.12 measured, see the module docstring); an image is decisive when
 #: its reference top-1 leads the runner-up by more than this.
 NOISE_BOUND = 0.15
+#: The same for a file whose dense layers take 7-bit activations (``narrow-inputs``): a step
+#: there is twice as large, and so is a one-step difference (0.22 measured on Fashion-MNIST).
+NOISE_BOUND_7BIT = 0.30
 #: The goal: optimized and reference agree on at least this share of the decisive images.
 GOAL_AGREEMENT = 0.995
 FASHION_DIR = REPO_ROOT / "data" / "usr" / "share" / "datasets" / "fashion-mnist"
@@ -63,13 +66,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--note", default="", help="recorded with the row (e.g. the machine's role)")
 
 
-def agreement(optimized: np.ndarray, reference: np.ndarray) -> dict[str, Any]:
-    """Top-1 agreement of two ``[N, C]`` probability arrays, overall and on decisive images."""
+def noise_bound(path: Path) -> float:
+    """The bound for this file: ``NOISE_BOUND``, or ``NOISE_BOUND_7BIT`` for a narrowed one."""
+    from media_classifier.inference import identity
+    from media_classifier.inference.model import DENSE_INPUT_BITS_KEY
+
+    narrowed = identity.metadata(path.read_bytes()).get(DENSE_INPUT_BITS_KEY) == "7"
+    return NOISE_BOUND_7BIT if narrowed else NOISE_BOUND
+
+
+def agreement(
+    optimized: np.ndarray, reference: np.ndarray, bound: float = NOISE_BOUND
+) -> dict[str, Any]:
+    """Top-1 agreement of two ``[N, C]`` probability arrays, overall and on decisive images
+    (the reference's top-1 ahead of its runner-up by more than ``bound``)."""
     top_o, top_r = optimized.argmax(1), reference.argmax(1)
     ranked = np.sort(reference, axis=1)
-    decisive = ranked[:, -1] - ranked[:, -2] > NOISE_BOUND
+    decisive = ranked[:, -1] - ranked[:, -2] > bound
     same = top_o == top_r
     return {
+        "noise_bound": bound,
         "images": len(same),
         "top1_agreement": float(same.mean()),
         "decisive_images": int(decisive.sum()),
@@ -112,7 +128,9 @@ def measure(path: Path, x: np.ndarray, labels: np.ndarray | None) -> dict[str, A
     p_opt = _probs(optimized, x)
     seconds = time.perf_counter() - t0
     p_ref = _probs(reference, x)
-    row: dict[str, Any] = {"cpu": cpu.describe(), "model": path.name} | agreement(p_opt, p_ref)
+    here = cpu.describe() | {"serving_int8_path": cpu.int8_path(exact=optimized.exact_int8)}
+    bound = noise_bound(path)
+    row: dict[str, Any] = {"cpu": here, "model": path.name} | agreement(p_opt, p_ref, bound)
     if labels is not None:
         row["top1_optimized"] = float((p_opt.argmax(1) == labels).mean())
         row["top1_reference"] = float((p_ref.argmax(1) == labels).mean())
@@ -162,5 +180,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"recorded in {out}")
     if args.card:
         print(f"card {card.write(args.model)}")
-    ok = row["decisive_agreement"] >= GOAL_AGREEMENT and row["max_abs_diff"] <= NOISE_BOUND
+    ok = row["decisive_agreement"] >= GOAL_AGREEMENT and row["max_abs_diff"] <= row["noise_bound"]
     return 0 if ok else 1

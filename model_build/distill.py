@@ -57,6 +57,7 @@ class Pack(NamedTuple):
     calib: np.ndarray  # the same images exactly as serving feeds them, uint8 NHWC
     params: qsim.QuantParams  # activation scales of the post-training int8 file it starts from
     float_nodes: list[str]  # convolutions that file keeps in float
+    dense_inputs: Sequence[str] = ()  # the activations ``narrow-inputs`` would give 7 bits
 
 
 def write_pack(
@@ -65,8 +66,9 @@ def write_pack(
     calib_x: np.ndarray,
     params: qsim.QuantParams,
     float_nodes: Sequence[str] = (),
+    dense_inputs: Sequence[str] = (),
 ) -> None:
-    """Save what ``run`` needs (uint8 arrays; scales and float nodes as JSON)."""
+    """Save what ``run`` needs (uint8 arrays; scales, float nodes, dense inputs as JSON)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(
         path,
@@ -74,6 +76,7 @@ def write_pack(
         calib=calib_x,
         params=np.array(json.dumps(params)),
         float_nodes=np.array(json.dumps(list(float_nodes))),
+        dense_inputs=np.array(json.dumps(list(dense_inputs))),
     )
 
 
@@ -81,7 +84,8 @@ def read_pack(path: Path) -> Pack:
     with np.load(path) as z:
         params = {k: (float(v[0]), int(v[1])) for k, v in json.loads(str(z["params"])).items()}
         floats = json.loads(str(z["float_nodes"])) if "float_nodes" in z else []
-        return Pack(z["sources"], z["calib"], params, floats)
+        dense = json.loads(str(z["dense_inputs"])) if "dense_inputs" in z else []
+        return Pack(z["sources"], z["calib"], params, floats, dense)
 
 
 #: Crops of 20-100 % of the area (45-100 % of the side), flips, +-10 % brightness/contrast.
@@ -168,10 +172,13 @@ def run(args: argparse.Namespace) -> int:
     torch.backends.cuda.matmul.allow_tf32 = False
     backbone = get_backbone("mobilenet_v2")
     net = backbone.pretrained(224, args.weights).eval()
-    sources, calib, params, float_nodes = read_pack(args.pack)
+    sources, calib, params, float_nodes, dense_inputs = read_pack(args.pack)
+    narrowed = dense_inputs if args.dense_input_bits == 7 else []
+    if args.dense_input_bits == 7 and not narrowed:
+        raise SystemExit(f"{args.pack} names no dense inputs: write it again (--distill-pack)")
     student = student_model(net, backbone.mean, backbone.std, (224, 224))
     teacher = ServingModel(net, backbone.mean, backbone.std).eval().to(dev)
-    qsim.attach(student, params, float_nodes, learn_scales=args.scale_lr > 0)
+    qsim.attach(student, params, float_nodes, learn_scales=args.scale_lr > 0, narrowed=narrowed)
     student.to(dev).eval()  # eval: BN is folded, dropout off; gradients still flow
     for p in teacher.parameters():
         p.requires_grad_(False)
@@ -265,7 +272,7 @@ def run(args: argparse.Namespace) -> int:
                 p.copy_(e)
         log.append({"step": done, "ema": args.ema, **scores()})
         print(json.dumps(log[-1]), flush=True)
-    calibrated, params = params, qsim.learned_params(student, params)
+    calibrated, params = params, qsim.learned_params(student, params, narrowed)
     qsim.strip(student)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     config = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
@@ -276,6 +283,7 @@ def run(args: argparse.Namespace) -> int:
             "calibrated_params": calibrated,
             "extra_holdout": holdout_id(args.extra) if args.extra is not None else None,
             "float_nodes": float_nodes,
+            "narrowed": list(narrowed),
             "holdout": held.tolist(),
             "log": log,
             "config": config,
@@ -344,6 +352,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--ema", type=float, default=0.0, help="keep this exponential average of the weights"
+    )
+    p.add_argument(
+        "--dense-input-bits",
+        type=int,
+        choices=(8, 7),
+        default=8,
+        help="7: simulate the file `narrow-inputs` makes (exact U8S8 kernels on AVX2 CPUs)",
     )
     p.add_argument("--device", default="cuda")
     p.add_argument("--seed", type=int, default=0)

@@ -45,6 +45,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="markdown file in the repository, shown in the card as 'What was tried'",
     )
+    p.add_argument(
+        "--carry-over",
+        type=Path,
+        default=None,
+        help="an earlier eval.json of the file this one was made from (e.g. by narrow-inputs):"
+        " its twin, recipe and export report are kept, and the card says what changed",
+    )
     p.add_argument("--goal-top1", type=float, default=0.95)
     p.add_argument("--goal-gap", type=float, default=0.003, help="max top-1 loss vs --compare")
     p.add_argument("--goal-mb", type=float, default=3.0, help="max file size, MB")
@@ -130,13 +137,19 @@ def run(args: argparse.Namespace) -> int:
     cfg = None
     if args.run and (args.run / "config.json").is_file():
         cfg = json.loads((args.run / "config.json").read_text())
+    earlier = json.loads(args.carry_over.read_text()) if args.carry_over else None
+    if earlier and cfg is None:
+        cfg = earlier.get("config")
     spec = args.data or (cfg["data"] if cfg else "fashion-mnist")
     ds = data_mod.open_dataset(spec)
     blobs, labels = test_inputs(ds, args.limit)
     main = measure(args.model, blobs, labels, args.latency_images)
     twin = measure(args.compare, blobs, labels, args.latency_images) if args.compare else None
+    if twin is None and earlier:
+        twin = earlier.get("compare")
     paths = [args.model] + ([args.compare] if args.compare else [])
-    for res, lat in zip([main, twin], latencies(paths, blobs, args.latency_images), strict=False):
+    timed = [main] + ([twin] if args.compare else [])
+    for res, lat in zip(timed, latencies(paths, blobs, args.latency_images), strict=True):
         assert res is not None
         res.update(lat)
     if tuple(main["labels"]) != tuple(ds.classes):
@@ -157,9 +170,10 @@ def run(args: argparse.Namespace) -> int:
         "compare": twin,
         "data": str(ds.root),
         "config": cfg,
-        "export": _find_export_report(args),
+        "export": _find_export_report(args) or (earlier or {}).get("export"),
         "goals": {"top1": args.goal_top1, "gap": args.goal_gap, "mb": args.goal_mb},
-        "notes": _notes_path(args.notes),
+        "notes": _notes_path(args.notes) or (earlier or {}).get("notes"),
+        "narrowed": _narrowed(args.model, earlier),
     }
     # The CPU this ran on, and its optimized execution next to the reference execution.
     size = (main["input_size"][0], main["input_size"][1])
@@ -175,6 +189,24 @@ def run(args: argparse.Namespace) -> int:
         + f"; card {card_path}"
     )
     return 0
+
+
+def _narrowed(model: Path, earlier: dict | None) -> dict | None:
+    """What ``narrow-inputs`` changed, against the file the earlier evaluation measured."""
+    import onnx
+
+    from model_build.narrow import NARROW_KEY, NARROW_VALUE, dense_input_quantizers
+
+    graph = onnx.load(str(model))
+    if {p.key: p.value for p in graph.metadata_props}.get(NARROW_KEY) != NARROW_VALUE:
+        return None
+    before = (earlier or {}).get("model") or {}
+    return {
+        "tensors": len(dense_input_quantizers(graph)),
+        "from_version": before.get("version"),
+        "from_top1": before.get("top1"),
+        "twin_measured_with": before.get("version") if earlier and earlier.get("compare") else None,
+    }
 
 
 def _notes_path(notes: Path | None) -> str | None:

@@ -1,13 +1,15 @@
-"""Side by side: what the exact int8 path costs on AVX2 kernels, and what this CPU runs.
+"""Side by side: what exact int8 answers cost on AVX2 kernels, and what this CPU runs.
 
 On x86 CPUs without VNNI the serving code asks ONNX Runtime for its exact U8U8 kernels instead
-of the saturating U8S8 ones (``media_classifier.inference.model.u8s8_saturates``). This times,
-for each model file, batch-1 inference with the serving options:
+of the saturating U8S8 ones, unless the file's dense layers take 7-bit activations, which U8S8
+cannot saturate (``media_classifier.inference.model.needs_exact_int8``). This times, for each
+model file, batch-1 inference with the serving options:
 
 * on this CPU as it is (what serving runs here);
 * with AVX-512, VNNI and AMX hidden from CPUID (:mod:`model_build.cpuid_mask`), so ONNX Runtime
-  runs its AVX2 kernels natively: the exact path serving uses there, and the saturating U8S8
-  path it replaced. Their ratio is the cost of correct answers on AVX2-only CPUs.
+  runs its AVX2 kernels natively: the path serving picks there for the file, and the plain
+  U8S8 path. Their ratio is what correct answers cost on AVX2-only CPUs (1.00 for a file
+  served by U8S8 itself; pass the file it was made from too, to compare across files).
 
 Each number is one fresh process's median over ``--runs`` calls; the processes alternate round
 by round (a burst of load on a shared machine then hits every column alike) and the table
@@ -33,8 +35,8 @@ MODELS = REPO_ROOT / "functions" / "models"
 #: (column, masked, exact_int8): exact_int8 None is what serving picks for the CPU it sees.
 VARIANTS = (
     ("this CPU, served", False, None),
-    ("AVX2 kernels, served (exact U8U8)", True, None),
-    ("AVX2 kernels, U8S8 (saturating)", True, False),
+    ("AVX2 kernels, served", True, None),
+    ("AVX2 kernels, U8S8", True, False),
 )
 
 
@@ -50,13 +52,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _time_one(path: Path, threads: int, runs: int, exact: bool | None) -> dict[str, Any]:
-    """Median batch-1 milliseconds of the serving session (``exact`` as session_options)."""
+    """Median batch-1 milliseconds of the serving session (``exact`` None: as serving picks)."""
     import onnxruntime as ort
 
-    from media_classifier.inference.model import session_options
+    from media_classifier.inference import identity
+    from media_classifier.inference.model import needs_exact_int8, session_options
     from model_build.cpu import describe
     from model_build.serving import prepare_image
 
+    if exact is None:
+        exact = needs_exact_int8(identity.metadata(path.read_bytes()))
     opts = session_options(threads, exact_int8=exact)
     session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     (inp,) = session.get_inputs()
@@ -70,7 +75,7 @@ def _time_one(path: Path, threads: int, runs: int, exact: bool | None) -> dict[s
         t = time.perf_counter()
         session.run(None, feed)
         times.append((time.perf_counter() - t) * 1000.0)
-    return {"ms": statistics.median(times), "cpu": describe()}
+    return {"ms": statistics.median(times), "cpu": describe(), "exact": exact}
 
 
 def _child(path: Path, threads: int, runs: int, *, masked: bool, exact: bool | None) -> dict:
@@ -91,30 +96,32 @@ def measure(paths: list[Path], threads: int, runs: int, rounds: int) -> dict[str
     rows, cpus = [], {}
     for path in paths:
         samples: dict[str, list[float]] = {name: [] for name, _, _ in variants}
+        served = {}
         for _ in range(rounds):
             for name, masked, exact in variants:
                 out = _child(path, threads, runs, masked=masked, exact=exact)
                 samples[name].append(out["ms"])
                 cpus[name] = summary(out["cpu"])
+                served[name] = "exact U8U8" if out["exact"] else "U8S8"
         rows.append(
-            {"model": path.name, "threads": threads}
+            {"model": path.name, "threads": threads, "kernels": served}
             | {name: round(statistics.median(v), 3) for name, v in samples.items()}
         )
     return {"rows": rows, "cpus": cpus, "mask_unavailable": unavailable}
 
 
 def table(result: dict[str, Any]) -> str:
-    """Markdown: one row per model, the exact/U8S8 ratio on AVX2 kernels last."""
+    """Markdown: one row per model (kernels served on AVX2), served/U8S8 on AVX2 last."""
     names = [n for n, _, _ in VARIANTS if n in result["cpus"]]
-    exact, plain = VARIANTS[1][0], VARIANTS[2][0]
+    served, plain = VARIANTS[1][0], VARIANTS[2][0]
     head = ["model", *[f"{n}, ms" for n in names]]
     if plain in names:
-        head.append("exact / U8S8 on AVX2")
+        head += ["served on AVX2", "served / U8S8 on AVX2"]
     lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
     for row in result["rows"]:
         cells = [row["model"], *[f"{row[n]:.2f}" for n in names]]
         if plain in names:
-            cells.append(f"{row[exact] / row[plain]:.2f}x")
+            cells += [row["kernels"][served], f"{row[served] / row[plain]:.2f}x"]
         lines.append("| " + " | ".join(cells) + " |")
     notes = [f"- {name}: {cpu}" for name, cpu in result["cpus"].items()]
     if result["mask_unavailable"]:

@@ -14,12 +14,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import onnx
 
 from model_build import card, extra_images, samples
 from model_build.backbones import get_backbone
 from model_build.contract import ModelMeta
 from model_build.distill import PACK_SIZE, student_model, write_pack
 from model_build.latency import compare_latency
+from model_build.narrow import NARROW_KEY, NARROW_VALUE, dense_input_quantizers, narrow_file
 from model_build.onnx_export import export_onnx, export_serving, run_onnx, run_torch, session
 from model_build.qsim import activation_params, representable
 from model_build.quantize import conv_prefix, pick_float_layers, quantize_int8, weight_sensitivity
@@ -56,6 +58,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="fp32 twin (git-ignored build folder; used by the benchmark)",
     )
     p.add_argument("--weights", type=Path, default=None, help="explicit mobilenet_v2 .pth")
+    p.add_argument("--version", default=VERSION, help="the file's version (metadata)")
     p.add_argument(
         "--calibration",
         choices=("auto", *CANDIDATES),
@@ -141,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
     """Export, quantize, check, write the card (exit 1 on a missed goal only with --strict)."""
     backbone = get_backbone("mobilenet_v2")
     net = backbone.pretrained(SIZE[0], args.weights).eval()
-    meta = ModelMeta(NAME, VERSION, _labels(), "center_crop", SIZE)
+    meta = ModelMeta(NAME, args.version, _labels(), "center_crop", SIZE)
     prepare_name = "media_classifier.media.images.prepare_image"
 
     calib, check = _split_samples(args.frames, args.frames)
@@ -254,7 +257,8 @@ def _write_distill_pack(args, fp32: Path, calib: list, calib_x: np.ndarray, pref
     method, percentile = CANDIDATES[DISTILL_BASE]
     quantize_int8(fp32, base, calib_x, method=method, keep_float=prefix, percentile=percentile)
     sources = np.stack([prepare_image(s.data, (PACK_SIZE,) * 2, "center_crop") for s in calib])
-    write_pack(args.distill_pack, sources, calib_x, activation_params(base), prefix)
+    dense = [q.input[0] for q, _ in dense_input_quantizers(onnx.load(str(base)))]
+    write_pack(args.distill_pack, sources, calib_x, activation_params(base), prefix, dense)
     base.unlink()
     print(f"wrote {args.distill_pack}")
 
@@ -301,6 +305,23 @@ def _object_check(
     }
 
 
+def _dense_outputs(path: Path, narrowed: list[str]) -> list[str]:
+    """The QuantizeLinear outputs of the ``narrowed`` activation tensors in ``path``."""
+    wanted, model = set(narrowed), onnx.load(str(path))
+    return sorted(q.output[0] for q, _ in dense_input_quantizers(model) if q.input[0] in wanted)
+
+
+def _comparable(current: Path, narrowed: bool) -> Path:
+    """The file a student is compared with: for a 7-bit student, the file in place narrowed
+    too (an 8-bit file is not what it could replace without losing the AVX2 speed)."""
+    meta = {p.key: p.value for p in onnx.load(str(current)).metadata_props}
+    if not narrowed or meta.get(NARROW_KEY) == NARROW_VALUE:
+        return current
+    out = current.with_name(f"{current.stem}.narrowed.onnx")
+    narrow_file(current, out, None)
+    return out
+
+
 def _given(config: dict, key: str) -> bool:
     """Whether a distill option was used (checkpoint configs hold None/0 for unused ones)."""
     return config.get(key) not in (None, "None", 0, 0.0)
@@ -344,13 +365,17 @@ def _try_student(student_path, args, net, backbone, meta, calib_x, trials) -> di
     path = args.out.with_name(f"{args.out.stem}.distilled.onnx")
     floats = list(ckpt.get("float_nodes", []))
     # Learned scales (distill --scale-lr) as the file can hold them; a no-op for fixed ones.
-    params = representable(ckpt["params"], ckpt.get("calibrated_params"))
+    narrowed = list(ckpt.get("narrowed", []))
+    params = representable(ckpt["params"], ckpt.get("calibrated_params"), narrowed)
     quantize_int8(fp32, path, calib_x, keep_float=floats, activation_overrides=params)
     written = activation_params(path)
     if written.keys() != params.keys() or any(
         abs(written[t][0] / s - 1) > 1e-6 or written[t][1] != zp for t, (s, zp) in params.items()
     ):
         raise RuntimeError("the student's int8 file does not use the scales it was trained with")
+    # Trained for 7-bit dense inputs: the file gets them (narrow-inputs), the very same ones.
+    if narrowed and sorted(narrow_file(path, path, None)) != _dense_outputs(path, narrowed):
+        raise RuntimeError("the student trained with other dense inputs than its file has")
     ref = run_torch(net, backbone.mean, backbone.std, calib_x)
     score, kl = _calib_score(path, calib_x, ref)
     held = np.asarray(ckpt.get("holdout", []), dtype=np.int64)
@@ -373,7 +398,10 @@ def _try_student(student_path, args, net, backbone, meta, calib_x, trials) -> di
     }
     if len(held):
         mine = _calib_score(path, calib_x[held], ref[held])[1]
-        current = _calib_score(args.out, calib_x[held], ref[held])[1]
+        other = _comparable(args.out, bool(narrowed))
+        current = _calib_score(other, calib_x[held], ref[held])[1]
+        if other != args.out:
+            other.unlink()
         trial |= {"holdout_images": len(held), "holdout_kl": mine, "holdout_kl_current": current}
         better = mine < current
     else:

@@ -13,8 +13,12 @@ will meet. The simulation mirrors ``quantize.quantize_int8``'s QDQ model:
   paths; ReLU6 is applied before rounding, as ONNX Runtime folds it into the quantization range.
 
 Optionally (``learn_scales``) the activation scales are trained too (LSQ), within what the file
-can express. After training, ``quantize_int8(..., activation_overrides=...)`` re-quantizes with
-those very activation scales, so the shipped file computes what was trained.
+can express. ``narrowed`` tensors are those ``narrow-inputs`` will give 7 bits (the inputs of
+dense layers): simulated with twice the scale and half the zero point, as the file will hold
+them, while the parameters kept are the 8-bit ones the quantizer writes before narrowing.
+After training, ``quantize_int8(..., activation_overrides=...)`` re-quantizes with those very
+activation scales (and ``narrow-inputs`` narrows the same tensors), so the shipped file
+computes what was trained.
 """
 
 from __future__ import annotations
@@ -103,11 +107,20 @@ def _is_pooled(tensor: str) -> bool:
     return tensor.endswith(("GlobalAveragePool_output_0", "Flatten_output_0"))
 
 
-def scale_cap(tensor: str, scale: float, zero_point: int) -> float:
-    """Largest scale the file can honour for ``tensor`` (never below its calibrated ``scale``)."""
+def scale_cap(tensor: str, scale: float, zero_point: int, narrowed: bool = False) -> float:
+    """Largest scale the file can honour for ``tensor`` (never below its calibrated ``scale``).
+
+    A narrowed tensor's uint8 range spans twice its (8-bit) scale: the cap halves."""
     if tensor.endswith("Clip_output_0") and zero_point < 255:
+        if narrowed:
+            return max(scale, RELU6_MAX / (2 * (255 - narrow_zero_point(zero_point))))
         return max(scale, RELU6_MAX / (255 - zero_point))
     return float("inf")
+
+
+def narrow_zero_point(zero_point: int) -> int:
+    """The zero point ``narrow-inputs`` writes (half, rounded as numpy rounds)."""
+    return int(np.round(zero_point / 2))
 
 
 def _scale_keys(params: QuantParams) -> dict[str, str | None]:
@@ -131,20 +144,26 @@ def _scale(serving: nn.Module, key: str | None, fixed: float, cap: float) -> flo
     return torch.clamp(fixed * learned[key].exp(), max=cap)
 
 
+def _quant(x: torch.Tensor, scale: float | torch.Tensor, zp: int, narrowed: bool) -> torch.Tensor:
+    if narrowed:
+        return fake_quant(x, 2 * scale, narrow_zero_point(zp))
+    return fake_quant(x, scale, zp)
+
+
 def _output_hook(
-    serving: nn.Module, key: str | None, scale: float, zp: int, cap: float
+    serving: nn.Module, key: str | None, scale: float, zp: int, cap: float, narrowed: bool
 ) -> Callable:
     def hook(_mod: nn.Module, _inp: tuple, out: torch.Tensor) -> torch.Tensor:
-        return fake_quant(out, _scale(serving, key, scale, cap), zp)
+        return _quant(out, _scale(serving, key, scale, cap), zp, narrowed)
 
     return hook
 
 
-def _input_hook(serving: nn.Module, params: list[tuple[str | None, float, int]]) -> Callable:
+def _input_hook(serving: nn.Module, params: list[tuple[str | None, float, int, bool]]) -> Callable:
     def hook(_mod: nn.Module, inp: tuple) -> tuple:
         x = inp[0]
-        for key, scale, zp in params:
-            x = fake_quant(x, _scale(serving, key, scale, float("inf")), zp)
+        for key, scale, zp, narrowed in params:
+            x = _quant(x, _scale(serving, key, scale, float("inf")), zp, narrowed)
         return (x, *inp[1:])
 
     return hook
@@ -155,6 +174,7 @@ def attach(
     params: QuantParams,
     float_nodes: Sequence[str] = (),
     learn_scales: bool = False,
+    narrowed: Sequence[str] = (),
 ) -> list[str]:
     """Make ``serving`` (a folded ``ServingModel``, BN already folded) simulate the int8 graph.
 
@@ -164,10 +184,14 @@ def attach(
     ``learn_scales``: the activation scales become parameters (``log(scale / initial)``, under
     ``SCALES``), starting from ``params`` (zero points stay), within what the file can express
     (``scale_cap``, ``_scale_keys``); ``learned_params`` reads them back.
+    ``narrowed``: tensors simulated at 7 bits (see the module docstring).
     Returns the activation tensors that were placed; every key of ``params`` and every float
     node must be found, or the simulation would silently differ from the file (``KeyError``).
     """
     keys = _scale_keys(params)
+    seven = set(narrowed)
+    if seven - set(params):
+        raise KeyError(f"narrowed tensors without parameters: {sorted(seven - set(params))}")
     if learn_scales:
         learnable = sorted({k for k in keys.values() if k is not None})
         init = {k: nn.Parameter(torch.zeros(())) for k in learnable}  # log(scale / initial)
@@ -183,14 +207,15 @@ def attach(
         mod = by_scope.get(scope)
         if mod is None:
             raise KeyError(f"no module for quantized tensor {tensor}")
-        cap = scale_cap(tensor, scale, zp)
-        mod.register_forward_hook(_output_hook(serving, keys[tensor], scale, zp, cap))
+        cap = scale_cap(tensor, scale, zp, tensor in seven)
+        hook = _output_hook(serving, keys[tensor], scale, zp, cap, tensor in seven)
+        mod.register_forward_hook(hook)
         placed.append(tensor)
     pooled = [t for t in params if _is_pooled(t)]
     if pooled:
         head = _classifier(serving)
         head.register_forward_pre_hook(
-            _input_hook(serving, [(keys[t], *params[t]) for t in pooled])
+            _input_hook(serving, [(keys[t], *params[t], t in seven) for t in pooled])
         )
         placed += pooled
     missing = set(params) - set(placed)
@@ -214,7 +239,9 @@ def _classifier(serving: nn.Module) -> nn.Module:
     raise KeyError("no classifier module to quantize the pooled features in front of")
 
 
-def learned_params(serving: nn.Module, params: QuantParams) -> QuantParams:
+def learned_params(
+    serving: nn.Module, params: QuantParams, narrowed: Sequence[str] = ()
+) -> QuantParams:
     """``params`` with the learned scales of ``attach(..., learn_scales=True)``, if any."""
     learned = getattr(serving, SCALES, None)
     if learned is None:
@@ -226,14 +253,18 @@ def learned_params(serving: nn.Module, params: QuantParams) -> QuantParams:
             for t, (s, zp) in params.items()
         },
         params,
+        narrowed,
     )
 
 
-def representable(params: QuantParams, calibrated: QuantParams | None = None) -> QuantParams:
+def representable(
+    params: QuantParams, calibrated: QuantParams | None = None, narrowed: Sequence[str] = ()
+) -> QuantParams:
     """``params`` as the file will hold them: ReLU6 outputs capped (``scale_cap``; of the
     ``calibrated`` scale where known), the pooled tensors given the pooling's (``_scale_keys``)."""
     ref = calibrated or {t: (0.0, zp) for t, (_, zp) in params.items()}
-    out = {t: (min(s, scale_cap(t, *ref[t])), zp) for t, (s, zp) in params.items()}
+    seven = set(narrowed)
+    out = {t: (min(s, scale_cap(t, *ref[t], t in seven)), zp) for t, (s, zp) in params.items()}
     pooled = [t for t in out if _is_pooled(t)]
     for t in pooled[1:]:
         out[t] = out[pooled[0]]

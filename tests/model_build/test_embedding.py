@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from media_classifier.inference import identity
-from media_classifier.inference.model import MODELS_DIR, Model
+from media_classifier.inference.model import DENSE_INPUT_BITS_KEY, MODELS_DIR, Model
 from model_build import embedding
 from model_build.contract import ModelMeta
 from model_build.embedding import (
@@ -45,7 +45,7 @@ IDS = [p.name.split(".", 1)[0] for p in SHIPPED]
 #: node, weight or scale of the classifier changed. Update it when a model is re-exported.
 CLASSIFIER_SHA = {
     "imagenet_mobilenet_v2": "3c0d71bf13e1",
-    "fashion_mnist_mobilenet_v2": "5e68e8207f76",
+    "fashion_mnist_mobilenet_v2": "6c860c70c870",  # 1.1.0: 7-bit dense inputs
 }
 FASHION_DIR = REPO_ROOT / "data/usr/share/datasets/fashion-mnist"
 
@@ -150,9 +150,16 @@ def test_the_int8_outputs_agree_with_the_float_graph(
     p8, e8 = _run(model, x)
     pf, ef = twin.run(["probabilities", EMBEDDING_OUTPUT], {model.input_name: x})
     cos = (e8 * ef).sum(1)
-    assert cos.mean() >= 0.995 and np.mean(cos >= 0.99) >= 0.98 and cos.min() >= 0.97, cos
+    # 7-bit activations into the dense layers (narrow-inputs) move the vectors a little more:
+    # measured on the Fashion file, 96.7 % of the 300 above 0.99 and the lowest 0.900 (8 bits:
+    # every one above 0.97). That file marks no duplicates (docs/similarity.md).
+    narrowed = model.session.get_modelmeta().custom_metadata_map.get(DENSE_INPUT_BITS_KEY)
+    # Probabilities: one of the 300 moved by 0.51 (8 bits: none by 0.25); test top-1 is the
+    # card's measure of what that costs (95.29 %).
+    share, lowest, moved = (0.95, 0.88, 0.6) if narrowed == "7" else (0.98, 0.97, 0.25)
+    assert cos.mean() >= 0.995 and np.mean(cos >= 0.99) >= share and cos.min() >= lowest, cos
     assert np.mean(p8.argmax(1) == pf.argmax(1)) >= 0.9
-    assert np.abs(p8 - pf).max() < 0.25
+    assert np.abs(p8 - pf).max() < moved
 
 
 def test_the_imagenet_embedding_agrees_with_the_original_pytorch_model() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import torch
 import torch.nn.functional as F
@@ -21,6 +22,7 @@ from model_build.distill import (
     student_model,
     write_pack,
 )
+from model_build.narrow import dense_input_quantizers, narrow_file
 from model_build.onnx_export import export_onnx, export_serving, run_onnx, session
 from model_build.quantize import conv_prefix, quantize_int8
 
@@ -132,6 +134,35 @@ def test_simulation_matches_onnx_runtime(quantized: tuple) -> None:
     with torch.no_grad():
         plain = student_model(net, MEAN, STD, SIZE)(torch.from_numpy(test)).numpy()
     assert np.abs(plain - ort).max() > np.abs(sim - ort).max()
+
+
+def test_the_simulation_of_7_bit_dense_inputs_matches_the_narrowed_file(
+    quantized: tuple, tmp_path: Path
+) -> None:
+    """``distill --dense-input-bits 7`` trains through what ``narrow-inputs`` will write."""
+    net, int8, _ = quantized
+    params = qsim.activation_params(int8)
+    narrowed_file = tmp_path / "t7.int8.onnx"
+    outputs = narrow_file(int8, narrowed_file, None)
+    dense = [q.input[0] for q, _ in dense_input_quantizers(onnx.load(str(int8)))]
+    assert len(dense) == len(outputs) >= 3  # stem, the block's projection, the last conv, ...
+    student = student_model(net, MEAN, STD, SIZE)
+    qsim.attach(student, params, narrowed=dense)
+    test = smooth_images(16, 1)
+    with torch.no_grad():
+        sim = student(torch.from_numpy(test)).numpy()
+    narrow_ort, wide_ort = run_onnx(session(narrowed_file), test), run_onnx(session(int8), test)
+    assert np.abs(sim - narrow_ort).max() < 0.02
+    assert np.abs(sim - wide_ort).max() > np.abs(sim - narrow_ort).max()
+    # the scales kept are the 8-bit ones (narrow-inputs doubles them in the file)
+    assert qsim.learned_params(student, params, dense) == params
+
+
+def test_a_narrowed_relu6_range_is_capped_at_half() -> None:
+    tensor = "/f/features.0/features.0.2/Clip_output_0"
+    assert qsim.scale_cap(tensor, 0.001, 0) == pytest.approx(6 / 255)
+    assert qsim.scale_cap(tensor, 0.001, 0, narrowed=True) == pytest.approx(6 / 510)
+    assert qsim.scale_cap(tensor, 0.1, 0, narrowed=True) == 0.1  # never below calibrated
 
 
 def test_unknown_quantized_tensor_is_an_error(quantized: tuple) -> None:
@@ -251,10 +282,10 @@ def test_composite_pastes_stamps_where_opaque_only() -> None:
 def test_pack_round_trip_and_augment(tmp_path: Path) -> None:
     src = smooth_images(6, 2)
     params = {"/a/Conv_output_0": (0.05, 3)}
-    write_pack(tmp_path / "p.npz", src, src[:2], params, ["/a/Conv"])
-    s, c, p, floats = read_pack(tmp_path / "p.npz")
+    write_pack(tmp_path / "p.npz", src, src[:2], params, ["/a/Conv"], ["/a/Conv_output_0"])
+    s, c, p, floats, dense = read_pack(tmp_path / "p.npz")
     assert np.array_equal(s, src) and np.array_equal(c, src[:2]) and p == params
-    assert floats == ["/a/Conv"]
+    assert floats == ["/a/Conv"] and dense == ["/a/Conv_output_0"]
     gen = torch.Generator().manual_seed(0)
     out = augment(torch.from_numpy(src), 24, gen, mix=1.0)
     assert out.shape == (6, 24, 24, 3) and out.dtype == torch.uint8

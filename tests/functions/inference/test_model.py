@@ -8,12 +8,15 @@ import numpy as np
 import pytest
 from onnx import TensorProto
 
+from media_classifier.inference import model as model_module
 from media_classifier.inference.model import (
+    DENSE_INPUT_BITS_KEY,
     Model,
     ModelContractError,
     ModelRegistry,
     best_labels,
     model_key,
+    needs_exact_int8,
 )
 from tests.model_factory import COLOUR_LABELS, colour_model
 
@@ -51,6 +54,38 @@ def test_frames_get_a_second_session_that_does_not_spin(colour_model_path: Path)
         model.session.get_session_options().get_session_config_entry(spin)
     batch = np.random.default_rng(0).integers(0, 255, (4, 32, 32, 3), np.uint8)
     np.testing.assert_array_equal(frames.predict(batch), model.predict(batch))
+
+
+@pytest.mark.parametrize(
+    ("saturates", "bits", "exact"),
+    [(True, None, True), (True, "7", False), (True, "8", True), (False, None, False)],
+)
+def test_the_exact_int8_path_is_asked_for_only_where_the_file_needs_it(
+    monkeypatch: pytest.MonkeyPatch, saturates: bool, bits: str | None, exact: bool
+) -> None:
+    monkeypatch.setattr(model_module, "u8s8_saturates", lambda: saturates)
+    meta = {} if bits is None else {DENSE_INPUT_BITS_KEY: bits}
+    assert needs_exact_int8(meta) is exact
+
+
+@pytest.mark.parametrize("bits", [None, "7"])
+def test_a_cpu_whose_u8s8_saturates_gets_the_exact_path_for_8_bit_files_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bits: str | None
+) -> None:
+    """The choice is read from the file before its session is made, and its frames session
+    makes the same one."""
+    monkeypatch.setattr(model_module, "u8s8_saturates", lambda: True)
+    metadata = {} if bits is None else {DENSE_INPUT_BITS_KEY: bits}
+    model = Model.load(colour_model(tmp_path / "m.onnx", metadata=metadata), threads=1)
+    key = "session.x64quantprecision"
+    for session in (model.session, model.for_frames().session):
+        options = session.get_session_options()
+        if bits is None:
+            assert options.get_session_config_entry(key) == "1"
+        else:
+            with pytest.raises(RuntimeError):  # never set
+                options.get_session_config_entry(key)
+    assert model.exact_int8 is (bits is None) and model.for_frames().exact_int8 is model.exact_int8
 
 
 def test_a_file_changed_on_disk_gets_no_second_session(tmp_path: Path) -> None:

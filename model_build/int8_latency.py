@@ -88,26 +88,54 @@ def _child(path: Path, threads: int, runs: int, *, masked: bool, exact: bool | N
 
 
 def measure(paths: list[Path], threads: int, runs: int, rounds: int) -> dict[str, Any]:
-    """Rows per model: median ms per column, and the CPU each column ran on."""
+    """Rows per model: median ms per column, and the CPU each column ran on.
+
+    Every round runs every (file, column) process once, in reverse order on odd rounds, so
+    two files are compared side by side too: a machine that grows quieter during the run
+    (a just-started host) would otherwise favour whichever file went last. With two or more
+    files, ``paired`` holds each file's per-round ratio to the last file, per column.
+    """
     from model_build.cpu import summary
 
     unavailable = cpuid_mask.unavailable_reason()
     variants = [v for v in VARIANTS if not (v[1] and unavailable)]
-    rows, cpus = [], {}
-    for path in paths:
-        samples: dict[str, list[float]] = {name: [] for name, _, _ in variants}
-        served = {}
-        for _ in range(rounds):
-            for name, masked, exact in variants:
-                out = _child(path, threads, runs, masked=masked, exact=exact)
-                samples[name].append(out["ms"])
-                cpus[name] = summary(out["cpu"])
-                served[name] = "exact U8U8" if out["exact"] else "U8S8"
-        rows.append(
-            {"model": path.name, "threads": threads, "kernels": served}
-            | {name: round(statistics.median(v), 3) for name, v in samples.items()}
-        )
-    return {"rows": rows, "cpus": cpus, "mask_unavailable": unavailable}
+    jobs = [(path, variant) for path in paths for variant in variants]
+    samples: dict[tuple[str, str], list[float]] = {(p.name, v[0]): [] for p, v in jobs}
+    served: dict[str, dict[str, str]] = {p.name: {} for p in paths}
+    cpus: dict[str, str] = {}
+    for r in range(rounds):
+        for path, (name, masked, exact) in jobs if r % 2 == 0 else reversed(jobs):
+            out = _child(path, threads, runs, masked=masked, exact=exact)
+            samples[path.name, name].append(out["ms"])
+            cpus[name] = summary(out["cpu"])
+            served[path.name][name] = "exact U8U8" if out["exact"] else "U8S8"
+    names = [v[0] for v in variants]
+    rows = [
+        {"model": p.name, "threads": threads, "kernels": served[p.name]}
+        | {n: round(statistics.median(samples[p.name, n]), 3) for n in names}
+        | {"samples": {n: [round(x, 3) for x in samples[p.name, n]] for n in names}}
+        for p in paths
+    ]
+    result: dict[str, Any] = {"rows": rows, "cpus": cpus, "mask_unavailable": unavailable}
+    if len(paths) > 1:
+        base = paths[-1].name
+        result["paired"] = {
+            "baseline": base,
+            "rows": [
+                {"model": p.name}
+                | {
+                    n: round(
+                        statistics.median(
+                            a / b for a, b in zip(samples[p.name, n], samples[base, n], strict=True)
+                        ),
+                        3,
+                    )
+                    for n in names
+                }
+                for p in paths[:-1]
+            ],
+        }
+    return result
 
 
 def table(result: dict[str, Any]) -> str:
@@ -123,6 +151,13 @@ def table(result: dict[str, Any]) -> str:
         if plain in names:
             cells += [row["kernels"][served], f"{row[served] / row[plain]:.2f}x"]
         lines.append("| " + " | ".join(cells) + " |")
+    paired = result.get("paired")
+    if paired:
+        lines += ["", f"Per-round ratio to {paired['baseline']} (median; same column, same round):"]
+        lines += ["", "| model | " + " | ".join(names) + " |", "|---" + "|---:" * len(names) + "|"]
+        for row in paired["rows"]:
+            cells = " | ".join(f"{row[n]:.2f}x" for n in names)
+            lines.append(f"| {row['model']} | {cells} |")
     notes = [f"- {name}: {cpu}" for name, cpu in result["cpus"].items()]
     if result["mask_unavailable"]:
         notes.append(f"- AVX2 columns not measured: {result['mask_unavailable']}")

@@ -28,7 +28,7 @@ def _proc_cpuinfo() -> tuple[str, set[str]]:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
         return platform.processor() or platform.machine(), set()
-    name, flags = "", set()
+    name, flags = "", set[str]()
     for line in text.splitlines():
         key, _, value = line.partition(":")
         key = key.strip().lower()
@@ -37,6 +37,10 @@ def _proc_cpuinfo() -> tuple[str, set[str]]:
         elif key in ("flags", "features") and not flags:
             flags = set(value.split())
     return name or platform.machine(), flags
+
+
+#: How an emulated CPU is named, where "<KERNELS>-only CPU" would mislead.
+_EMULATED = {"arm64-dot": "ARM64 CPU with dot product", "arm64": "ARM64 CPU without dot product"}
 
 
 def describe() -> dict[str, Any]:
@@ -81,7 +85,8 @@ def describe() -> dict[str, Any]:
     else:
         kernels = "other"
     if emulated:
-        name = f"{kernels.upper()}-only CPU emulated by qemu on {name}"
+        kind = _EMULATED.get(kernels, f"{kernels.upper()}-only CPU")
+        name = f"{kind} emulated by qemu on {name}"
     elif masked:
         name = f"{name}, AVX-512/VNNI/AMX hidden from CPUID ({kernels.upper()} kernels)"
     from media_classifier.inference.model import u8s8_saturates

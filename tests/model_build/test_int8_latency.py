@@ -45,4 +45,16 @@ def test_file_ratios_are_paired_round_by_round(calls) -> None:
     for name, _, _ in int8_latency.VARIANTS:
         ratios = sorted(a / b for a, b in zip(new[name], old[name], strict=True))
         assert row[name] == pytest.approx(sum(ratios) / 2, abs=1e-3)
+    on_avx2, plain = int8_latency.VARIANTS[1][0], int8_latency.VARIANTS[2][0]
+    ratios = sorted(a / b for a, b in zip(new[on_avx2], old[plain], strict=True))
+    assert row[int8_latency.SERVED_VS_BASE_U8S8] == pytest.approx(sum(ratios) / 2, abs=1e-3)
     assert "Per-round ratio to old.onnx" in int8_latency.table(result)
+    assert int8_latency.SERVED_VS_BASE_U8S8 in int8_latency.table(result)
+
+
+def test_two_files_of_one_name_keep_their_own_rows(calls) -> None:
+    built, shipped = Path("build/model.onnx"), Path("models/model.onnx")
+    result = int8_latency.measure([built, shipped], threads=1, runs=1, rounds=1)
+    assert [r["model"] for r in result["rows"]] == ["build/model.onnx", "models/model.onnx"]
+    assert all(len(v) == 1 for r in result["rows"] for v in r["samples"].values())
+    assert result["paired"]["baseline"] == "models/model.onnx"

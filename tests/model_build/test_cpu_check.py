@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import model_build
 from model_build.__main__ import main
 from model_build.serving import REPO_ROOT
 
@@ -24,7 +25,9 @@ def test_a_row_is_printed_and_recorded_without_the_card_module(
     rng = np.random.default_rng(0)
     inputs = tmp_path / "inputs.npz"
     np.savez_compressed(inputs, x=rng.integers(0, 256, (8, 144, 144, 3), dtype=np.uint8))
-    monkeypatch.setitem(sys.modules, "model_build.card", None)  # import raises ImportError
+    # As if the card's dependencies were missing: the import raises ImportError.
+    monkeypatch.delattr(model_build, "card", raising=False)
+    monkeypatch.setitem(sys.modules, "model_build.card", None)
 
     main(["cpu-check", "--model", str(model), "--inputs", str(inputs), "--record"])
 

@@ -11,9 +11,10 @@ model file, batch-1 inference with the serving options:
   U8S8 path. Their ratio is what correct answers cost on AVX2-only CPUs (1.00 for a file
   served by U8S8 itself; pass the file it was made from too, to compare across files).
 
-Each number is one fresh process's median over ``--runs`` calls; the processes alternate round
-by round (a burst of load on a shared machine then hits every column alike) and the table
-shows the median over rounds. Timings are never judged; the table says which CPU gave them.
+Each number is one fresh process's median over ``--runs`` calls; every round runs every file
+and column once (a burst of load on a shared machine then hits them alike) and the table shows
+the median over rounds; given several files, also the median of per-round ratios to the last
+one. Timings are never judged; the table says which CPU gave them.
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ from model_build.serving import REPO_ROOT
 
 SAMPLE = REPO_ROOT / "samples" / "images" / "coffee.jpg"
 MODELS = REPO_ROOT / "functions" / "models"
-#: (column, masked, exact_int8): exact_int8 None is what serving picks for the CPU it sees.
 #: Paired column: a file served on AVX2 kernels against the baseline file's plain U8S8 there.
 SERVED_VS_BASE_U8S8 = "AVX2 served / baseline's U8S8"
+#: (column, masked, exact_int8): exact_int8 None is what serving picks for the CPU it sees.
 VARIANTS = (
     ("this CPU, served", False, None),
     ("AVX2 kernels, served", True, None),

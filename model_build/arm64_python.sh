@@ -29,7 +29,7 @@ if [[ ${1:-} == setup ]]; then
   for deb in "$root"/debs/*.deb; do dpkg-deb -x "$deb" "$root/sysroot"; done
   # The versions model_build's own environment has (the file means the same everywhere).
   pins=$("$repo/model_build/.venv/bin/python" -m pip freeze \
-    | grep -iE '^(numpy|onnx|onnxruntime|pillow|protobuf|ml.dtypes|jinja2|markupsafe)==')
+    | grep -iE '^(numpy|onnx|onnxruntime|pillow|protobuf|ml.dtypes)==')
   # shellcheck disable=SC2086  # one requirement per word
   python3 -m pip install -q --target "$root/site" --only-binary=:all: --implementation cp \
     --python-version 3.11 --platform manylinux_2_28_aarch64 --platform manylinux2014_aarch64 \

@@ -45,7 +45,7 @@ def test_file_ratios_are_paired_round_by_round(calls) -> None:
     for name, _, _ in int8_latency.VARIANTS:
         ratios = sorted(a / b for a, b in zip(new[name], old[name], strict=True))
         assert row[name] == pytest.approx(sum(ratios) / 2, abs=1e-3)
-    on_avx2, plain = int8_latency.VARIANTS[1][0], int8_latency.VARIANTS[2][0]
+    on_avx2, plain = int8_latency.ON_AVX2, int8_latency.PLAIN_U8S8
     ratios = sorted(a / b for a, b in zip(new[on_avx2], old[plain], strict=True))
     assert row[int8_latency.SERVED_VS_BASE_U8S8] == pytest.approx(sum(ratios) / 2, abs=1e-3)
     assert "Per-round ratio to old.onnx" in int8_latency.table(result)

@@ -50,6 +50,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "model_build.narrow",
         "7-bit activations into the int8 dense layers: exact U8S8 kernels on AVX2 CPUs too",
     ),
+    "pair-order": (
+        "model_build.pair_order",
+        "reorder channels so no U8S8 weight pair saturates on AVX2 CPUs (same results)",
+    ),
     "int8-latency": (
         "model_build.int8_latency",
         "batch-1 latency: this CPU, and AVX2 kernels exact vs saturating (CPUID hidden)",

@@ -44,6 +44,13 @@ from model_build.stamp import stamp
 
 #: The metadata key and value serving reads (one definition, in the functions' model module).
 NARROW_KEY, NARROW_VALUE = DENSE_INPUT_BITS_KEY, "7"
+#: Suffix of the scale a narrowed QuantizeLinear reads: how a file tells its 7-bit inputs.
+SEVEN_BIT_SCALE = "_scale7"
+
+
+def is_narrowed(quantizer: onnx.NodeProto) -> bool:
+    """Whether this QuantizeLinear was narrowed to 7 bits by this module."""
+    return quantizer.input[1].endswith(SEVEN_BIT_SCALE)
 
 
 def _is_dense(node: onnx.NodeProto) -> bool:
@@ -75,8 +82,11 @@ def dense_input_quantizers(model: onnx.ModelProto) -> list[tuple[onnx.NodeProto,
     return found
 
 
-def narrow_dense_inputs(model: onnx.ModelProto) -> list[str]:
+def narrow_dense_inputs(model: onnx.ModelProto, only: set[str] | None = None) -> list[str]:
     """Rewrite ``model`` in place (see the module docstring); returns the tensors narrowed.
+
+    ``only``: narrow just these activations (QuantizeLinear inputs), e.g. those a student was
+    distilled for at 7 bits while ``pair-order`` makes the others exact.
 
     Each consumer's int32 bias is requantized too: ONNX Runtime fuses DequantizeLinear ->
     Conv -> QuantizeLinear into its integer kernel only while the bias scale is the input
@@ -91,10 +101,10 @@ def narrow_dense_inputs(model: onnx.ModelProto) -> list[str]:
     narrowed = []
     for q, dqs in dense_input_quantizers(model):
         zero_point = numpy_helper.to_array(arrays[q.input[2]])
-        if zero_point.dtype != np.uint8:
+        if zero_point.dtype != np.uint8 or (only is not None and q.input[0] not in only):
             continue
         scale = numpy_helper.to_array(arrays[q.input[1]])
-        names = (f"{q.output[0]}_scale7", f"{q.output[0]}_zero_point7")
+        names = (f"{q.output[0]}{SEVEN_BIT_SCALE}", f"{q.output[0]}_zero_point7")
         half_zero = np.round(zero_point.astype(np.float64) / 2).astype(np.uint8)
         model.graph.initializer.extend(
             [
@@ -151,16 +161,21 @@ def set_metadata(model: onnx.ModelProto, key: str, value: str) -> None:
     entry.key, entry.value = key, value
 
 
-def narrow_file(src: Path, out: Path, version: str | None) -> list[str]:
-    """Write the narrowed, re-stamped twin of ``src`` to ``out``; refuses a narrowed file."""
+def narrow_file(
+    src: Path, out: Path, version: str | None, only: set[str] | None = None
+) -> list[str]:
+    """Write the narrowed, re-stamped twin of ``src`` to ``out``; refuses a narrowed file.
+
+    The file says ``NARROW_KEY`` only when every dense input got 7 bits (``only`` left out)."""
     model = onnx.load(str(src))
     meta = {p.key: p.value for p in model.metadata_props}
     if meta.get(NARROW_KEY) == NARROW_VALUE:
         raise SystemExit(f"{src.name}: already narrowed")
-    narrowed = narrow_dense_inputs(model)
+    narrowed = narrow_dense_inputs(model, only)
     if not narrowed:
         raise SystemExit(f"{src.name}: no uint8 activation enters a dense layer")
-    set_metadata(model, NARROW_KEY, NARROW_VALUE)
+    if only is None:
+        set_metadata(model, NARROW_KEY, NARROW_VALUE)
     if version:
         set_metadata(model, "version", version)
     onnx.checker.check_model(model)

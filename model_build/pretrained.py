@@ -16,13 +16,15 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from media_classifier.inference.model import U8S8_PAIRS_KEY
 from model_build import card, extra_images, samples
 from model_build.backbones import get_backbone
 from model_build.contract import ModelMeta
 from model_build.distill import PACK_SIZE, student_model, write_pack
 from model_build.latency import compare_latency
-from model_build.narrow import NARROW_KEY, NARROW_VALUE, dense_input_quantizers, narrow_file
+from model_build.narrow import NARROW_KEY, dense_input_quantizers, narrow_file
 from model_build.onnx_export import export_onnx, export_serving, run_onnx, run_torch, session
+from model_build.pair_order import order_file
 from model_build.qsim import activation_params, representable
 from model_build.quantize import conv_prefix, pick_float_layers, quantize_int8, weight_sensitivity
 from model_build.serving import REPO_ROOT, prepare_image
@@ -311,15 +313,28 @@ def _dense_outputs(path: Path, narrowed: list[str]) -> list[str]:
     return sorted(q.output[0] for q, _ in dense_input_quantizers(model) if q.input[0] in wanted)
 
 
-def _comparable(current: Path, narrowed: bool) -> Path:
-    """The file a student is compared with: for a 7-bit student, the file in place narrowed
-    too (an 8-bit file is not what it could replace without losing the AVX2 speed)."""
+def _comparable(current: Path, narrowed: list[str]) -> Path:
+    """The file a student is compared with: for a 7-bit student, the file in place made
+    exact on AVX2 the same way (an 8-bit file is not what it could replace without losing the
+    AVX2 speed)."""
     meta = {p.key: p.value for p in onnx.load(str(current)).metadata_props}
-    if not narrowed or meta.get(NARROW_KEY) == NARROW_VALUE:
+    if not narrowed or NARROW_KEY in meta or U8S8_PAIRS_KEY in meta:
         return current
     out = current.with_name(f"{current.stem}.narrowed.onnx")
-    narrow_file(current, out, None)
+    _make_exact(current, out, narrowed)
     return out
+
+
+def _make_exact(src: Path, out: Path, narrowed: list[str]) -> list[str]:
+    """``narrow-inputs`` on the ``narrowed`` dense inputs; ``pair-order`` when others remain.
+
+    Returns the QuantizeLinear outputs narrowed; raises if the file could still saturate."""
+    dense = {q.input[0] for q, _ in dense_input_quantizers(onnx.load(str(src)))}
+    only = None if dense <= set(narrowed) else set(narrowed)
+    done = narrow_file(src, out, None, only)
+    if only is not None and order_file(out, out, None).unsafe:
+        raise RuntimeError(f"{out}: pair-order left layers that can saturate on AVX2")
+    return done
 
 
 def _given(config: dict, key: str) -> bool:
@@ -374,7 +389,7 @@ def _try_student(student_path, args, net, backbone, meta, calib_x, trials) -> di
     ):
         raise RuntimeError("the student's int8 file does not use the scales it was trained with")
     # Trained for 7-bit dense inputs: the file gets them (narrow-inputs), the very same ones.
-    if narrowed and sorted(narrow_file(path, path, None)) != _dense_outputs(path, narrowed):
+    if narrowed and sorted(_make_exact(path, path, narrowed)) != _dense_outputs(path, narrowed):
         raise RuntimeError("the student trained with other dense inputs than its file has")
     ref = run_torch(net, backbone.mean, backbone.std, calib_x)
     score, kl = _calib_score(path, calib_x, ref)
@@ -398,7 +413,7 @@ def _try_student(student_path, args, net, backbone, meta, calib_x, trials) -> di
     }
     if len(held):
         mine = _calib_score(path, calib_x[held], ref[held])[1]
-        other = _comparable(args.out, bool(narrowed))
+        other = _comparable(args.out, narrowed)
         current = _calib_score(other, calib_x[held], ref[held])[1]
         if other != args.out:
             other.unlink()

@@ -103,7 +103,7 @@ SCALES = "act_log_scales"
 RELU6_MAX = 6.0
 
 
-def _is_pooled(tensor: str) -> bool:
+def is_pooled(tensor: str) -> bool:
     return tensor.endswith(("GlobalAveragePool_output_0", "Flatten_output_0"))
 
 
@@ -130,7 +130,7 @@ def _scale_keys(params: QuantParams) -> dict[str, str | None]:
     keys: dict[str, str | None] = {
         t: None if "Concat" in t else f"a{i}" for i, t in enumerate(params)
     }
-    pooled = [t for t in params if _is_pooled(t)]
+    pooled = [t for t in params if is_pooled(t)]
     for t in pooled[1:]:
         keys[t] = keys[pooled[0]]
     return keys
@@ -200,7 +200,7 @@ def attach(
     by_scope = {onnx_scope(name): mod for name, mod in serving.named_modules() if name}
     for tensor, (scale, zp) in params.items():
         scope = tensor.rpartition("/")[0]
-        if _is_pooled(tensor):
+        if is_pooled(tensor):
             continue  # pooled features: functional in the network, handled below, in order
         # The output of the module at ``scope``: MeanPad (Concat), ReLU6 (Clip), a BN-folded
         # Conv2d, or a residual block (Add).
@@ -211,7 +211,7 @@ def attach(
         hook = _output_hook(serving, keys[tensor], scale, zp, cap, tensor in seven)
         mod.register_forward_hook(hook)
         placed.append(tensor)
-    pooled = [t for t in params if _is_pooled(t)]
+    pooled = [t for t in params if is_pooled(t)]
     if pooled:
         head = _classifier(serving)
         head.register_forward_pre_hook(
@@ -265,7 +265,7 @@ def representable(
     ref = calibrated or {t: (0.0, zp) for t, (_, zp) in params.items()}
     seven = set(narrowed)
     out = {t: (min(s, scale_cap(t, *ref[t], t in seven)), zp) for t, (s, zp) in params.items()}
-    pooled = [t for t in out if _is_pooled(t)]
+    pooled = [t for t in out if is_pooled(t)]
     for t in pooled[1:]:
         out[t] = out[pooled[0]]
     return out

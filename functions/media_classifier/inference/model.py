@@ -43,6 +43,10 @@ MAX_EMBEDDING_DIMS = 2048
 #: ``metadata_props`` key of a file whose int8 matrix products take 7-bit activations, which
 #: U8S8 kernels cannot saturate (``model_build narrow-inputs``); its value then is "7".
 DENSE_INPUT_BITS_KEY = "int8_dense_input_bits"
+#: ``metadata_props`` key and value of a file none of whose U8S8 weight pairs can saturate:
+#: its 8-bit-input layers' channels are ordered so that neighbouring weights of one sign keep
+#: ``|w0| + |w1| <= 128``, its other dense inputs have 7 bits (``model_build pair-order``).
+U8S8_PAIRS_KEY, U8S8_PAIRS_VALUE = "int8_u8s8_pairs", "fit"
 
 
 class ModelContractError(ValueError):
@@ -91,13 +95,15 @@ def u8s8_saturates() -> bool:
 def needs_exact_int8(meta: dict[str, str]) -> bool:
     """Whether this file needs ONNX Runtime's exact U8U8 path on this CPU.
 
-    Only where U8S8 saturates, and not for a file whose dense layers take 7-bit activations
-    (``DENSE_INPUT_BITS_KEY``): there every pair of products within the calibrated ranges fits
-    16 bits, so the fast U8S8 kernels give a VNNI CPU's answers (Fashion-MNIST: the same labels
-    on all 10,000 test images, probabilities within 5e-5), and the 14-29 % the U8U8 path costs
-    on AVX2 is not paid.
+    Only where U8S8 saturates, and not for a file whose U8S8 pairs of products fit 16 bits:
+    every dense layer takes 7-bit activations (``DENSE_INPUT_BITS_KEY``), or each takes 7-bit
+    activations or weights whose neighbouring pairs cannot saturate (``U8S8_PAIRS_KEY``). Then
+    the fast U8S8 kernels give a VNNI CPU's answers (Fashion-MNIST: the same labels on all
+    10,000 test images, probabilities within 5e-5), and the 14-29 % the U8U8 path costs on
+    AVX2 is not paid.
     """
-    return u8s8_saturates() and meta.get(DENSE_INPUT_BITS_KEY) != "7"
+    fits = meta.get(DENSE_INPUT_BITS_KEY) == "7" or meta.get(U8S8_PAIRS_KEY) == U8S8_PAIRS_VALUE
+    return u8s8_saturates() and not fits
 
 
 def session_options(

@@ -11,6 +11,8 @@ from onnx import TensorProto
 from media_classifier.inference import model as model_module
 from media_classifier.inference.model import (
     DENSE_INPUT_BITS_KEY,
+    U8S8_PAIRS_KEY,
+    U8S8_PAIRS_VALUE,
     Model,
     ModelContractError,
     ModelRegistry,
@@ -57,14 +59,27 @@ def test_frames_get_a_second_session_that_does_not_spin(colour_model_path: Path)
 
 
 @pytest.mark.parametrize(
-    ("saturates", "bits", "exact"),
-    [(True, None, True), (True, "7", False), (True, "8", True), (False, None, False)],
+    ("saturates", "bits", "pairs", "exact"),
+    [
+        (True, None, None, True),
+        (True, "7", None, False),
+        (True, "8", None, True),
+        (True, None, U8S8_PAIRS_VALUE, False),
+        (True, None, "unchecked", True),
+        (False, None, None, False),
+    ],
 )
 def test_the_exact_int8_path_is_asked_for_only_where_the_file_needs_it(
-    monkeypatch: pytest.MonkeyPatch, saturates: bool, bits: str | None, exact: bool
+    monkeypatch: pytest.MonkeyPatch,
+    saturates: bool,
+    bits: str | None,
+    pairs: str | None,
+    exact: bool,
 ) -> None:
     monkeypatch.setattr(model_module, "u8s8_saturates", lambda: saturates)
     meta = {} if bits is None else {DENSE_INPUT_BITS_KEY: bits}
+    if pairs is not None:
+        meta[U8S8_PAIRS_KEY] = pairs
     assert needs_exact_int8(meta) is exact
 
 

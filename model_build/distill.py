@@ -27,8 +27,10 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+import onnx
 import torch
 import torch.nn.functional as F
+from onnx import numpy_helper
 from torch import nn
 from torch.nn.utils import parametrize
 
@@ -93,6 +95,38 @@ def narrowed_inputs(dense_inputs: Sequence[str], params: qsim.QuantParams, which
     if which == "all":
         return list(dense_inputs)
     return [t for t in dense_inputs if params[t][1] != 0 or qsim.is_pooled(t)]
+
+
+def init_from_file(student: nn.Module, path: Path) -> qsim.QuantParams:
+    """Start from an int8 file of this network (e.g. the shipped one): its dequantized weights
+    and biases become the student's, and its activation scales are returned for the simulation.
+
+    Why: a student for a new int8 scheme (``--dense-input-bits 7 --narrow stream``) then starts
+    where the shipped file is, not at the float network, and needs a fraction of the steps
+    (few enough for a CPU). The weights round back to the file's integers: a per-channel
+    symmetric scale is the largest weight over 127, which the file's scales are."""
+    model = onnx.load(str(path))
+    arrays = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    values = {name: a for name, a in arrays.items() if a.dtype == np.float32}
+    for node in model.graph.node:
+        if node.op_type == "DequantizeLinear" and node.input[0] in arrays:
+            q, scale, zero = (arrays[i] for i in node.input[:3])
+            axis = next((a.i for a in node.attribute if a.name == "axis"), 1) if scale.ndim else 0
+            shape = [1] * q.ndim
+            if scale.ndim:
+                shape[axis % q.ndim] = -1
+            real = (q.astype(np.float64) - zero.reshape(shape)) * scale.reshape(shape)
+            values[node.output[0].removesuffix("_DequantizeLinear_Output")] = real.astype(
+                np.float32
+            )
+    state = student.state_dict()
+    missing = [k for k in state if k.startswith("net.") and k not in values]
+    if missing:
+        raise SystemExit(f"{path}: not this network (no {missing[0]})")
+    student.load_state_dict(
+        {k: torch.from_numpy(values[k]) if k in values else v for k, v in state.items()}
+    )
+    return qsim.activation_params(path)
 
 
 def read_pack(path: Path) -> Pack:
@@ -193,6 +227,11 @@ def run(args: argparse.Namespace) -> int:
     if args.dense_input_bits == 7 and not narrowed:
         raise SystemExit(f"{args.pack} names no dense inputs: write it again (--distill-pack)")
     student = student_model(net, backbone.mean, backbone.std, (224, 224))
+    if args.init is not None:
+        started = init_from_file(student, args.init)
+        if started.keys() != params.keys():
+            raise SystemExit(f"{args.init}: other activations than the pack's")
+        params = started
     teacher = ServingModel(net, backbone.mean, backbone.std).eval().to(dev)
     qsim.attach(student, params, float_nodes, learn_scales=args.scale_lr > 0, narrowed=narrowed)
     student.to(dev).eval()  # eval: BN is folded, dropout off; gradients still flow
@@ -382,6 +421,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default="all",
         help="with --dense-input-bits 7: which dense inputs get 7 bits (stream: the residual "
         "stream and the pooled features; `pair-order` makes the others exact)",
+    )
+    p.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        help="start from this int8 file's weights and activation scales (e.g. the shipped one)",
     )
     p.add_argument("--device", default="cuda")
     p.add_argument("--seed", type=int, default=0)

@@ -18,6 +18,8 @@ from model_build.distill import (
     augment,
     composite,
     holdout_indices,
+    init_from_file,
+    narrowed_inputs,
     read_pack,
     student_model,
     write_pack,
@@ -362,3 +364,31 @@ def test_holdout_is_fixed_disjoint_and_optional() -> None:
     assert len(holdout_indices(48, 0)) == 0
     with pytest.raises(ValueError):
         holdout_indices(12, 12)
+
+
+def test_a_student_started_from_an_int8_file_simulates_that_file(tmp_path: Path) -> None:
+    """``distill --init FILE``: weights and activation scales come from the file (a student's
+    export, named by module path as students are), not from the float network the new student
+    is built from (here one with other, random weights)."""
+    fp32 = export_serving(student_model(tiny(), MEAN, STD, SIZE), META, tmp_path / "s.onnx")
+    int8 = quantize_int8(fp32, tmp_path / "s.int8.onnx", smooth_images(24, 0), method="minmax")
+    student = student_model(TinyMobile().eval(), MEAN, STD, SIZE)
+    params = init_from_file(student, int8)
+    assert params == qsim.activation_params(int8)
+    qsim.attach(student, params)
+    test = smooth_images(16, 1)
+    with torch.no_grad():
+        sim = student(torch.from_numpy(test)).numpy()
+    assert np.abs(sim - run_onnx(session(int8), test)).max() < 0.02
+
+
+def test_a_stream_student_narrows_the_stream_and_the_pooled_features_only() -> None:
+    params = {
+        "a/Add_output_0": (0.1, 128),
+        "b/Clip_output_0": (0.02, 0),
+        "c/Conv_output_0": (0.03, 127),
+    }
+    params |= {"/net/net.1/Flatten_output_0": (0.01, 0), "e/Clip_output_0": (0.02, 0)}
+    dense = list(params)
+    assert narrowed_inputs(dense, params, "all") == dense
+    assert narrowed_inputs(dense, params, "stream") == [dense[0], dense[2], dense[3]]

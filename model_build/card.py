@@ -185,8 +185,15 @@ def _trained(model: Path, report: dict[str, Any]) -> dict[str, Any]:
 def _distill_options(config: dict[str, Any]) -> str:
     """The ``distill`` options of the kept student (paths replaced by the card's file names)."""
     given = {k: v for k, v in config.items() if v not in (None, "None", 0, 0.0, False)}
+    if given.get("dense_input_bits") != 7:
+        given = {k: v for k, v in given.items() if k not in ("dense_input_bits", "narrow")}
+    elif given.get("narrow") == "all":
+        del given["narrow"]
+    if given.get("device") != "cpu":
+        given.pop("device", None)
     opts = []
-    for key in ("lr", "mix", "scale_lr", "ema", "extra", "paste", "steps", "seed"):
+    keys = ("lr", "batch", "mix", "scale_lr", "ema", "extra", "paste", "steps", "seed")
+    for key in (*keys, "dense_input_bits", "narrow", "init", "device"):
         if key not in given or (key == "paste" and "extra" not in given):
             continue
         value = "extra.npz" if key == "extra" else given[key]

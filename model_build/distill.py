@@ -232,6 +232,10 @@ def run(args: argparse.Namespace) -> int:
         if started.keys() != params.keys():
             raise SystemExit(f"{args.init}: other activations than the pack's")
         params = started
+        # The file's stamped identity goes into the checkpoint's config (and the card).
+        args.init_sha = {p.key: p.value for p in onnx.load(str(args.init)).metadata_props}.get(
+            "sha"
+        )
     teacher = ServingModel(net, backbone.mean, backbone.std).eval().to(dev)
     qsim.attach(student, params, float_nodes, learn_scales=args.scale_lr > 0, narrowed=narrowed)
     student.to(dev).eval()  # eval: BN is folded, dropout off; gradients still flow

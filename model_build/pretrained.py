@@ -321,19 +321,24 @@ def _comparable(current: Path, narrowed: list[str]) -> Path:
     if not narrowed or NARROW_KEY in meta or U8S8_PAIRS_KEY in meta:
         return current
     out = current.with_name(f"{current.stem}.narrowed.onnx")
-    _make_exact(current, out, narrowed)
+    # A yardstick only: a post-training file may keep layers that no order makes safe (an int8
+    # stem), which does not change its divergence on this CPU.
+    _make_exact(current, out, narrowed, strict=False)
     return out
 
 
-def _make_exact(src: Path, out: Path, narrowed: list[str]) -> list[str]:
+def _make_exact(src: Path, out: Path, narrowed: list[str], strict: bool = True) -> list[str]:
     """``narrow-inputs`` on the ``narrowed`` dense inputs; ``pair-order`` when others remain.
 
-    Returns the QuantizeLinear outputs narrowed; raises if the file could still saturate."""
+    Returns the QuantizeLinear outputs narrowed; raises (``strict``) if the file could still
+    saturate U8S8 kernels."""
     dense = {q.input[0] for q, _ in dense_input_quantizers(onnx.load(str(src)))}
     only = None if dense <= set(narrowed) else set(narrowed)
     done = narrow_file(src, out, None, only)
-    if only is not None and order_file(out, out, None).unsafe:
-        raise RuntimeError(f"{out}: pair-order left layers that can saturate on AVX2")
+    if only is not None:
+        unsafe = order_file(out, out, None).unsafe
+        if unsafe and strict:
+            raise RuntimeError(f"{out}: pair-order left layers that can saturate: {unsafe}")
     return done
 
 

@@ -14,7 +14,8 @@ from media_classifier.inference import model as model_module
 from media_classifier.inference.model import MODELS_DIR, Model
 from model_build.narrow import NARROW_KEY, dense_input_quantizers, narrow_file
 
-EIGHT_BIT = MODELS_DIR / "imagenet_mobilenet_v2.int8.onnx"
+#: The ImageNet file as shipped in 1.0.0: 8-bit activations into every dense layer.
+EIGHT_BIT = Path(__file__).parent / "data" / "imagenet_mobilenet_v2-1.0.0.int8.onnx"
 FASHION = MODELS_DIR / "fashion_mnist_mobilenet_v2.int8.onnx"
 
 

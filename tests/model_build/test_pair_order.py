@@ -27,7 +27,8 @@ from model_build.pair_order import (
 )
 from model_build.qsim import activation_params
 
-EIGHT_BIT = MODELS_DIR / "imagenet_mobilenet_v2.int8.onnx"
+#: The ImageNet file as shipped in 1.0.0: 8-bit activations into every dense layer.
+EIGHT_BIT = Path(__file__).parent / "data" / "imagenet_mobilenet_v2-1.0.0.int8.onnx"
 pytestmark = pytest.mark.slow
 
 
@@ -176,3 +177,12 @@ def test_avx2_u8s8_kernels_give_this_cpus_answers_once_ordered(
     after = np.abs(_avx2_probs(ordered, images, tmp_path) - _probs(ordered, images))
     assert before.max() > 1e-3, before.max()
     assert after.max() <= 1e-5, after.max()
+
+
+@pytest.mark.parametrize("path", sorted(MODELS_DIR.glob("*.int8.onnx")), ids=lambda p: p.name)
+def test_a_shipped_file_that_says_its_pairs_fit_has_no_pair_that_can_saturate(path: Path) -> None:
+    """Serving trusts the metadata (``needs_exact_int8``); this holds it to the weights."""
+    model = onnx.load(str(path))
+    if {p.key: p.value for p in model.metadata_props}.get(U8S8_PAIRS_KEY) != U8S8_PAIRS_VALUE:
+        pytest.skip(f"{path.name} does not say so")
+    assert unsafe_layers(model) == []

@@ -15,6 +15,8 @@ import pytest
 from media_classifier.inference.model import (
     DENSE_INPUT_BITS_KEY,
     MODELS_DIR,
+    U8S8_PAIRS_KEY,
+    U8S8_PAIRS_VALUE,
     Model,
     ModelRegistry,
     session_options,
@@ -166,11 +168,13 @@ def test_serving_asks_for_exact_int8_kernels_exactly_where_u8s8_saturates() -> N
     cpu = describe()
     exact_u8s8 = cpu["machine"] not in ("x86_64", "amd64") or cpu["avx512_vnni"]
     assert configured is not exact_u8s8, cpu
-    # Per file: 8-bit dense inputs need the exact path where U8S8 saturates, 7-bit ones never.
+    # Per file: pairs of products that may overflow 16 bits need the exact path where U8S8
+    # saturates; 7-bit dense inputs or reordered weight pairs (``pair-order``) never do.
     for path in SHIPPED:
         model = Model.load(path, threads=1)
-        narrowed = model.session.get_modelmeta().custom_metadata_map.get(DENSE_INPUT_BITS_KEY)
-        assert model.exact_int8 is (u8s8_saturates() and narrowed != "7"), path.name
+        meta = model.session.get_modelmeta().custom_metadata_map
+        fits = meta.get(DENSE_INPUT_BITS_KEY) == "7" or meta.get(U8S8_PAIRS_KEY) == U8S8_PAIRS_VALUE
+        assert model.exact_int8 is (u8s8_saturates() and not fits), path.name
     # The reference execution never fuses: graph optimization is off.
     assert session_options(1, reference=True).graph_optimization_level.name == "ORT_DISABLE_ALL"
 

@@ -174,18 +174,25 @@ def narrow_file(
     narrowed = narrow_dense_inputs(model, only)
     if not narrowed:
         raise SystemExit(f"{src.name}: no uint8 activation enters a dense layer")
-    if only is None:
-        set_metadata(model, NARROW_KEY, NARROW_VALUE)
+    save_rewritten(model, out, version, {NARROW_KEY: NARROW_VALUE} if only is None else {})
+    return narrowed
+
+
+def save_rewritten(
+    model: onnx.ModelProto, out: Path, version: str | None, marks: dict[str, str]
+) -> None:
+    """Save a rewritten int8 file: its metadata ``marks`` and version, checked and stamped."""
+    for key, value in marks.items():
+        set_metadata(model, key, value)
     if version:
         set_metadata(model, "version", version)
     onnx.checker.check_model(model)
     onnx.save(model, str(out))
     stamp(out)
-    return narrowed
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """CLI options of ``narrow-inputs``."""
+    """CLI options of ``narrow-inputs`` (and ``pair-order``): a file in, a file out."""
     p.add_argument("--model", type=Path, required=True, help="an int8 QDQ file (U8S8)")
     p.add_argument("--out", type=Path, default=None, help="default: replace --model")
     p.add_argument("--version", default=None, help="the new file's version (metadata)")

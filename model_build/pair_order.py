@@ -36,7 +36,8 @@ import onnx
 from onnx import numpy_helper
 
 from media_classifier.inference.model import U8S8_PAIRS_KEY, U8S8_PAIRS_VALUE
-from model_build.narrow import is_narrowed, set_metadata
+from model_build import narrow
+from model_build.narrow import is_narrowed, save_rewritten
 from model_build.stamp import stamp
 
 #: Largest ``|w0| + |w1|`` of a same-sign pair that no uint8 activation can saturate.
@@ -384,21 +385,12 @@ def order_file(src: Path, out: Path, version: str | None) -> Report:
     """Write the reordered, re-stamped twin of ``src`` to ``out``; marked only when safe."""
     model = onnx.load(str(src))
     report = order_pairs(model)
-    if not report.unsafe:
-        set_metadata(model, U8S8_PAIRS_KEY, U8S8_PAIRS_VALUE)
-    if version:
-        set_metadata(model, "version", version)
-    onnx.checker.check_model(model)
-    onnx.save(model, str(out))
-    stamp(out)
+    marks = {} if report.unsafe else {U8S8_PAIRS_KEY: U8S8_PAIRS_VALUE}
+    save_rewritten(model, out, version, marks)
     return report
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """CLI options of ``pair-order``."""
-    p.add_argument("--model", type=Path, required=True, help="an int8 QDQ file (U8S8)")
-    p.add_argument("--out", type=Path, default=None, help="default: replace --model")
-    p.add_argument("--version", default=None, help="the new file's version (metadata)")
+add_arguments = narrow.add_arguments
 
 
 def run(args: argparse.Namespace) -> int:

@@ -40,9 +40,9 @@ from model_build import narrow
 from model_build.narrow import is_narrowed, save_rewritten
 from model_build.stamp import stamp
 
-#: Largest ``|w0| + |w1|`` of a same-sign pair that no uint8 activation can saturate.
-PAIR_BOUND = 128
 _INT16_MAX = 32_767
+#: Largest ``|w0| + |w1|`` of a same-sign pair that no uint8 activation can saturate (128).
+PAIR_BOUND = _INT16_MAX // 255
 #: Cheapest partners per channel offered to the matching besides all pairs of no cost.
 _PARTNERS = 12
 _PASS_THROUGH = ("QuantizeLinear", "DequantizeLinear", "Relu", "Clip", "GlobalAveragePool")
@@ -247,17 +247,17 @@ class _Permuter:
 
     def __init__(self, g: _Graph) -> None:
         self.g = g
-        self.todo: dict[str, tuple[int, np.ndarray]] = {}
+        self.pending: dict[str, tuple[int, np.ndarray]] = {}
 
     def add(self, name: str, axis: int, order: np.ndarray) -> None:
         if name not in self.g.arrays or self.g.array(name).ndim == 0:
             return  # a per-tensor scale or zero point: nothing to reorder
         if self.g.array(name).shape[axis] != len(order):
-            return
-        seen = self.todo.get(name)
+            raise SystemExit(f"{name}: axis {axis} is not the {len(order)} channels reordered")
+        seen = self.pending.get(name)
         if seen is not None and (seen[0] != axis or not np.array_equal(seen[1], order)):
             raise SystemExit(f"{name}: shared by layers that need different channel orders")
-        self.todo[name] = (axis, order)
+        self.pending[name] = (axis, order)
 
     def tensor(self, name: str, axis: int, order: np.ndarray) -> None:
         """Permute a weight or bias input along ``axis``, through its DequantizeLinear: the
@@ -274,25 +274,26 @@ class _Permuter:
                 self.add(part, 0, order)
 
     def apply(self) -> None:
-        for name, (axis, order) in self.todo.items():
+        for name, (axis, order) in self.pending.items():
             values = np.take(self.g.array(name), order, axis=axis)
             self.g.arrays[name].CopyFrom(numpy_helper.from_array(values, name))
 
 
-def _reorder_group(g: _Graph, root: str, members: set[str], order: np.ndarray) -> None:
-    """Give channel group ``root`` the ``order``: its producers' outputs, its depthwise
-    convolutions, its dense readers' inputs."""
+def _reorder_group(g: _Graph, members: set[str], order: np.ndarray) -> None:
+    """Give the channel group of tensors ``members`` the ``order``: its producers' outputs,
+    its depthwise convolutions, its dense readers' inputs."""
     perm = _Permuter(g)
     for node in g.model.graph.node:
         if node.op_type not in ("Conv", "Gemm"):
             continue
-        writes, reads = node.output[0] in members, node.input[0] in members
-        if writes:  # a dense or depthwise layer writing these channels: its output axis
-            perm.tensor(node.input[1], 0, order)
+        # A Conv's weights are [out, in, ...]; a Gemm's [out, in] with transB, else [in, out].
+        out_axis, in_axis = (1, 0) if node.op_type == "Gemm" and not _trans_b(node) else (0, 1)
+        if node.output[0] in members:  # a dense or depthwise layer writing these channels
+            perm.tensor(node.input[1], out_axis, order)
             if len(node.input) > 2:
                 perm.tensor(node.input[2], 0, order)
-        if reads and is_dense(node):
-            perm.tensor(node.input[1], 1 if node.op_type == "Conv" or _trans_b(node) else 0, order)
+        if node.input[0] in members and is_dense(node):
+            perm.tensor(node.input[1], in_axis, order)
     perm.apply()
 
 
@@ -328,7 +329,7 @@ def order_pairs(model: onnx.ModelProto, clip: bool = True) -> Report:
             report.groups.append({"channels": layers[0].shape[1], "excess": [before, before]})
             continue
         order = best_order(excess_matrix(layers))
-        _reorder_group(g, root, members, order)
+        _reorder_group(g, members, order)
         after = sum(int(pair_excess(w[:, order]).sum()) for w in layers)
         report.groups.append({"channels": len(order), "excess": [before, after]})
     if clip:

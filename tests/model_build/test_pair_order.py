@@ -186,3 +186,60 @@ def test_a_shipped_file_that_says_its_pairs_fit_has_no_pair_that_can_saturate(pa
     if {p.key: p.value for p in model.metadata_props}.get(U8S8_PAIRS_KEY) != U8S8_PAIRS_VALUE:
         pytest.skip(f"{path.name} does not say so")
     assert unsafe_layers(model) == []
+
+
+def _mlp(tmp: Path) -> tuple[Path, np.ndarray]:
+    """int8 QDQ two-layer perceptron: a Gemm without transB writes 24 channels, ReLU, a Gemm
+    with transB reads them. Large weights, so many neighbouring pairs exceed the bound."""
+    from onnx import TensorProto, helper, numpy_helper
+    from onnxruntime.quantization import CalibrationDataReader, QuantType, quantize_static
+
+    rng = np.random.default_rng(2)
+    w1 = rng.normal(0, 1, (16, 24)).astype(np.float32)  # [in, out]: transB = 0
+    w2 = rng.normal(0, 1, (10, 24)).astype(np.float32)  # [out, in]: transB = 1
+    w2[:, :4] *= 4  # a few heavy input channels: pairs of them exceed the bound
+    graph = helper.make_graph(
+        [
+            helper.make_node("Gemm", ["x", "w1", "b1"], ["h"], transB=0),
+            helper.make_node("Relu", ["h"], ["r"]),
+            helper.make_node("Gemm", ["r", "w2", "b2"], ["y"], transB=1),
+        ],
+        "mlp",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 10])],
+        [
+            numpy_helper.from_array(w1, "w1"),
+            numpy_helper.from_array(rng.normal(0, 0.1, 24).astype(np.float32), "b1"),
+            numpy_helper.from_array(w2, "w2"),
+            numpy_helper.from_array(rng.normal(0, 0.1, 10).astype(np.float32), "b2"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    fp32, int8 = tmp / "mlp.onnx", tmp / "mlp.int8.onnx"
+    onnx.save(model, str(fp32))
+    x = rng.normal(0, 1, (64, 16)).astype(np.float32)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter([{"x": x[i : i + 8]} for i in range(0, len(x), 8)])
+
+        def get_next(self) -> dict | None:
+            return next(self.batches, None)
+
+    quantize_static(str(fp32), str(int8), Reader(), per_channel=True, weight_type=QuantType.QInt8)
+    return int8, x
+
+
+def test_a_gemm_writing_the_channels_is_reordered_on_its_output_axis(tmp_path: Path) -> None:
+    path, x = _mlp(tmp_path)
+    model = onnx.load(str(path))
+    report = order_pairs(model, clip=False)
+    hidden = [g for g in report.groups if g["channels"] == 24]
+    assert hidden == [{"channels": 24, "excess": [hidden[0]["excess"][0], 0]}], report.groups
+    assert hidden[0]["excess"][0] > 0  # the file order had pairs above the bound
+
+    def run(m: onnx.ModelProto) -> np.ndarray:
+        s = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+        return s.run(["y"], {"x": x})[0]
+
+    np.testing.assert_array_equal(run(model), run(onnx.load(str(path))))

@@ -11,12 +11,12 @@ after it, and the next layers' input channels alike computes the same function. 
 not depend on their order, so every exact kernel (VNNI, AMX, ARM64, U8U8) gives the same results
 bit for bit, and the AVX2 kernels now give them too.
 
-How: for each such group of channels, a perfect matching on the channel pairs that fit the bound
-in every consuming layer (``networkx``), the channels left over paired by least excess and
-improved by exchanging partners; whatever pair still exceeds the bound is scaled down to it
-(the only change to any result; counted and printed). Dense inputs with 7 bits
-(``narrow-inputs``) cannot saturate and are left alone; 8-bit inputs of layers other than 1x1
-convolutions and Gemm are reported, not reordered. The file then says
+How: for each such group of channels, a minimum-excess perfect matching of its channels
+(``networkx``'s blossom algorithm on the pairs that fit the bound in every reading layer plus
+each channel's cheapest partners), improved by exchanging partners; whatever pair still
+exceeds the bound is scaled down to it (the only change to any result; counted and printed).
+Dense inputs with 7 bits (``narrow-inputs``) cannot saturate and are left alone; 8-bit inputs
+of layers other than 1x1 convolutions and Gemm are reported, not reordered. The file then says
 ``int8_u8s8_pairs = fit`` (``media_classifier.inference.model.U8S8_PAIRS_KEY``) once every
 dense layer is checked safe (:func:`unsafe_layers`), and serving runs the U8S8 kernels on every
 CPU.

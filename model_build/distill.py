@@ -97,9 +97,10 @@ def narrowed_inputs(dense_inputs: Sequence[str], params: qsim.QuantParams, which
     return [t for t in dense_inputs if params[t][1] != 0 or qsim.is_pooled(t)]
 
 
-def init_from_file(student: nn.Module, path: Path) -> qsim.QuantParams:
+def init_from_file(student: nn.Module, path: Path) -> tuple[qsim.QuantParams, str | None]:
     """Start from an int8 file of this network (e.g. the shipped one): its dequantized weights
-    and biases become the student's, and its activation scales are returned for the simulation.
+    and biases become the student's; returns its activation scales, for the simulation, and
+    its stamped ``sha``, for the checkpoint's record of where the student started.
 
     Why: a student for a new int8 scheme (``--dense-input-bits 7 --narrow stream``) then starts
     where the shipped file is, not at the float network, and needs a fraction of the steps
@@ -126,7 +127,8 @@ def init_from_file(student: nn.Module, path: Path) -> qsim.QuantParams:
     student.load_state_dict(
         {k: torch.from_numpy(values[k]) if k in values else v for k, v in state.items()}
     )
-    return qsim.activation_params(path)
+    sha = {p.key: p.value for p in model.metadata_props}.get("sha")
+    return qsim.activation_params(path), sha
 
 
 def read_pack(path: Path) -> Pack:
@@ -224,18 +226,15 @@ def run(args: argparse.Namespace) -> int:
     sources, calib, params, float_nodes, dense_inputs = read_pack(args.pack)
     seven = args.dense_input_bits == 7
     narrowed = narrowed_inputs(dense_inputs, params, args.narrow) if seven else []
-    if args.dense_input_bits == 7 and not narrowed:
+    if seven and not narrowed:
         raise SystemExit(f"{args.pack} names no dense inputs: write it again (--distill-pack)")
     student = student_model(net, backbone.mean, backbone.std, (224, 224))
     if args.init is not None:
-        started = init_from_file(student, args.init)
+        # The file's stamped identity goes into the checkpoint's config (and the card).
+        started, args.init_sha = init_from_file(student, args.init)
         if started.keys() != params.keys():
             raise SystemExit(f"{args.init}: other activations than the pack's")
         params = started
-        # The file's stamped identity goes into the checkpoint's config (and the card).
-        args.init_sha = {p.key: p.value for p in onnx.load(str(args.init)).metadata_props}.get(
-            "sha"
-        )
     teacher = ServingModel(net, backbone.mean, backbone.std).eval().to(dev)
     qsim.attach(student, params, float_nodes, learn_scales=args.scale_lr > 0, narrowed=narrowed)
     student.to(dev).eval()  # eval: BN is folded, dropout off; gradients still flow

@@ -146,20 +146,17 @@ def clip_pairs(weights: np.ndarray) -> tuple[np.ndarray, int]:
 
 @dataclass
 class _Graph:
-    """The file's layers as this pass needs them: producers, consumers, initializers."""
+    """The file's layers as this pass needs them: initializers and each tensor's producer."""
 
     model: onnx.ModelProto
     arrays: dict[str, onnx.TensorProto] = field(default_factory=dict)
     producer: dict[str, onnx.NodeProto] = field(default_factory=dict)
-    consumers: dict[str, list[onnx.NodeProto]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.arrays = {i.name: i for i in self.model.graph.initializer}
         for node in self.model.graph.node:
             for out in node.output:
                 self.producer[out] = node
-            for name in node.input:
-                self.consumers.setdefault(name, []).append(node)
 
     def array(self, name: str) -> np.ndarray:
         return numpy_helper.to_array(self.arrays[name])

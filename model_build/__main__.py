@@ -54,6 +54,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "model_build.pair_order",
         "reorder channels so no U8S8 weight pair saturates on AVX2 CPUs (same results)",
     ),
+    "dyadic-scales": (
+        "model_build.dyadic",
+        "power-of-two activation scales: optimized int8 execution equals the reference",
+    ),
     "int8-latency": (
         "model_build.int8_latency",
         "batch-1 latency: this CPU, and AVX2 kernels exact vs saturating (CPUID hidden)",

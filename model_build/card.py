@@ -106,6 +106,7 @@ def cpu_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "decisive_agreement": r["decisive_agreement"],
             "decisive_images": r["decisive_images"],
             "max_abs_diff": r["max_abs_diff"],
+            "identical": r.get("identical_images"),
             "latency_ms": r.get("latency_ms_1thread"),
         }
         for r in rows

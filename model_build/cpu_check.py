@@ -79,7 +79,8 @@ def agreement(
     optimized: np.ndarray, reference: np.ndarray, bound: float = NOISE_BOUND
 ) -> dict[str, Any]:
     """Top-1 agreement of two ``[N, C]`` probability arrays, overall and on decisive images
-    (the reference's top-1 ahead of its runner-up by more than ``bound``)."""
+    (the reference's top-1 ahead of its runner-up by more than ``bound``), and how many rows
+    are equal to the bit."""
     top_o, top_r = optimized.argmax(1), reference.argmax(1)
     ranked = np.sort(reference, axis=1)
     decisive = ranked[:, -1] - ranked[:, -2] > bound
@@ -91,6 +92,8 @@ def agreement(
         "decisive_images": int(decisive.sum()),
         "decisive_agreement": float(same[decisive].mean()) if decisive.any() else 1.0,
         "max_abs_diff": float(np.abs(optimized - reference).max()),
+        # bit for bit: what a file with dyadic scales promises (``model_build.dyadic``)
+        "identical_images": int((optimized == reference).all(1).sum()),
     }
 
 

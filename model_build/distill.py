@@ -39,6 +39,7 @@ from model_build.augment import AugmentConfig
 from model_build.augment import augment as batch_augment
 from model_build.backbones import get_backbone
 from model_build.extra_images import holdout_id, read_extra
+from model_build.narrow import is_narrowed
 from model_build.wrapper import ServingModel
 
 PACK_SIZE = 288  # source resolution: room for random crops around the 224 model input
@@ -128,7 +129,15 @@ def init_from_file(student: nn.Module, path: Path) -> tuple[qsim.QuantParams, st
         {k: torch.from_numpy(values[k]) if k in values else v for k, v in state.items()}
     )
     sha = {p.key: p.value for p in model.metadata_props}.get("sha")
-    return qsim.activation_params(path), sha
+    # A narrowed file holds its 7-bit tensors' parameters; the simulation takes the 8-bit ones
+    seven = {
+        q.input[0] for q in model.graph.node if q.op_type == "QuantizeLinear" and is_narrowed(q)
+    }
+    params = {
+        t: (s / 2, zp * 2) if t in seven else (s, zp)
+        for t, (s, zp) in qsim.activation_params(path).items()
+    }
+    return params, sha
 
 
 def read_pack(path: Path) -> Pack:
@@ -224,6 +233,7 @@ def run(args: argparse.Namespace) -> int:
     backbone = get_backbone("mobilenet_v2")
     net = backbone.pretrained(224, args.weights).eval()
     sources, calib, params, float_nodes, dense_inputs = read_pack(args.pack)
+    calibrated = params  # the post-training file's: the floors of narrowed ranges
     seven = args.dense_input_bits == 7
     narrowed = narrowed_inputs(dense_inputs, params, args.narrow) if seven else []
     if seven and not narrowed:
@@ -232,11 +242,18 @@ def run(args: argparse.Namespace) -> int:
     if args.init is not None:
         # The file's stamped identity goes into the checkpoint's config (and the card).
         started, args.init_sha = init_from_file(student, args.init)
-        if started.keys() != params.keys():
+        if started.keys() - params.keys():
             raise SystemExit(f"{args.init}: other activations than the pack's")
-        params = started
+        # The file's scales where it has them; the pack's where the file kept layers in float
+        # that the pack quantizes (their weights come from the file all the same).
+        params = params | started
     teacher = ServingModel(net, backbone.mean, backbone.std).eval().to(dev)
-    qsim.attach(student, params, float_nodes, learn_scales=args.scale_lr > 0, narrowed=narrowed)
+    scheme = {
+        "narrowed": narrowed,
+        "dyadic": args.dyadic,
+        "floors": calibrated if args.floor == "calibrated" else None,
+    }
+    qsim.attach(student, params, float_nodes, learn_scales=args.scale_lr > 0, **scheme)
     student.to(dev).eval()  # eval: BN is folded, dropout off; gradients still flow
     for p in teacher.parameters():
         p.requires_grad_(False)
@@ -330,7 +347,7 @@ def run(args: argparse.Namespace) -> int:
                 p.copy_(e)
         log.append({"step": done, "ema": args.ema, **scores()})
         print(json.dumps(log[-1]), flush=True)
-    calibrated, params = params, qsim.learned_params(student, params, narrowed)
+    started, params = params, qsim.learned_params(student, params, **scheme)
     qsim.strip(student)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     config = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
@@ -338,7 +355,7 @@ def run(args: argparse.Namespace) -> int:
         {
             "state_dict": student.cpu().state_dict(),
             "params": params,
-            "calibrated_params": calibrated,
+            "calibrated_params": started,
             "extra_holdout": holdout_id(args.extra) if args.extra is not None else None,
             "float_nodes": float_nodes,
             "narrowed": list(narrowed),
@@ -430,6 +447,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         help="start from this int8 file's weights and activation scales (e.g. the shipped one)",
+    )
+    p.add_argument(
+        "--dyadic",
+        action="store_true",
+        help="simulate the file `dyadic-scales` makes: power-of-two activation scales, 4-bit "
+        "weight scales (optimized execution then equals the reference on every CPU)",
+    )
+    p.add_argument(
+        "--floor",
+        choices=("none", "calibrated"),
+        default="none",
+        help="calibrated: 7-bit ranges never narrower than the pack's post-training ones "
+        "(values beyond a range reach codes where AVX2 pairs can saturate); none: free",
     )
     p.add_argument("--device", default="cuda")
     p.add_argument("--seed", type=int, default=0)

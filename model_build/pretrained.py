@@ -16,11 +16,12 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from media_classifier.inference.model import U8S8_PAIRS_KEY
+from media_classifier.inference.model import INT8_SCALES_KEY, U8S8_PAIRS_KEY
 from model_build import card, extra_images, samples
 from model_build.backbones import get_backbone
 from model_build.contract import ModelMeta
 from model_build.distill import PACK_SIZE, student_model, write_pack
+from model_build.dyadic import dyadic_file
 from model_build.latency import compare_latency
 from model_build.narrow import NARROW_KEY, dense_input_quantizers, narrow_file
 from model_build.onnx_export import export_onnx, export_serving, run_onnx, run_torch, session
@@ -313,28 +314,40 @@ def _dense_outputs(path: Path, narrowed: list[str]) -> list[str]:
     return sorted(q.output[0] for q, _ in dense_input_quantizers(model) if q.input[0] in wanted)
 
 
-def _comparable(current: Path, narrowed: list[str]) -> Path:
-    """The file a student is compared with: for a 7-bit student, the file in place made
-    exact on AVX2 the same way (an 8-bit file is not what it could replace without losing the
-    AVX2 speed)."""
+def _comparable(current: Path, narrowed: list[str], dyadic: bool = False) -> Path:
+    """The file a student is compared with: the file in place, made exact the way the student
+    was trained to be. A 7-bit student: made exact on AVX2 (an 8-bit file is not what it could
+    replace without losing the AVX2 speed); a dyadic one: given dyadic scales too (a file
+    whose optimized execution differs from its reference is not what it could replace without
+    losing that)."""
     meta = {p.key: p.value for p in onnx.load(str(current)).metadata_props}
-    if not narrowed or NARROW_KEY in meta or U8S8_PAIRS_KEY in meta:
+    exact_avx2 = not narrowed or NARROW_KEY in meta or U8S8_PAIRS_KEY in meta
+    exact_reference = not dyadic or INT8_SCALES_KEY in meta
+    if exact_avx2 and exact_reference:
         return current
-    out = current.with_name(f"{current.stem}.narrowed.onnx")
+    out = current.with_name(f"{current.stem}.comparable.onnx")
+    if exact_avx2:
+        dyadic_file(current, out, None, strict=False)
+        return out
     # A yardstick only: a post-training file may keep layers that no order makes safe (an int8
     # stem), which does not change its divergence on this CPU.
-    _make_exact(current, out, narrowed, strict=False)
+    _make_exact(current, out, narrowed, strict=False, dyadic=dyadic)
     return out
 
 
-def _make_exact(src: Path, out: Path, narrowed: list[str], strict: bool = True) -> list[str]:
-    """``narrow-inputs`` on the ``narrowed`` dense inputs; ``pair-order`` when others remain.
+def _make_exact(
+    src: Path, out: Path, narrowed: list[str], strict: bool = True, dyadic: bool = False
+) -> list[str]:
+    """``narrow-inputs`` on the ``narrowed`` dense inputs; ``dyadic-scales`` (``dyadic``);
+    ``pair-order`` when others remain (last: it orders the weights the file will hold).
 
     Returns the QuantizeLinear outputs narrowed; raises (``strict``) if the file could still
     saturate U8S8 kernels."""
     dense = {q.input[0] for q, _ in dense_input_quantizers(onnx.load(str(src)))}
     only = None if dense <= set(narrowed) else set(narrowed)
     done = narrow_file(src, out, None, only)
+    if dyadic and dyadic_file(out, out, None, strict)["activation_scales"] and strict:
+        raise RuntimeError(f"{out}: activation scales that are not powers of two")
     if only is not None:
         unsafe = order_file(out, out, None).unsafe
         if unsafe and strict:
@@ -384,18 +397,30 @@ def _try_student(student_path, args, net, backbone, meta, calib_x, trials) -> di
     fp32 = export_serving(student, meta, args.fp32_out.with_name("student.fp32.onnx"))
     path = args.out.with_name(f"{args.out.stem}.distilled.onnx")
     floats = list(ckpt.get("float_nodes", []))
+    dyadic = bool(ckpt.get("config", {}).get("dyadic"))
+    if dyadic and not floats:
+        # The int8 stem it trained as, kept in float: ``dyadic-scales`` gives it int8-valued
+        # weights, so it computes the same numbers where no AVX2 pairing can saturate.
+        floats = conv_prefix(fp32, 1)
     # Learned scales (distill --scale-lr) as the file can hold them; a no-op for fixed ones.
     narrowed = list(ckpt.get("narrowed", []))
     params = representable(ckpt["params"], ckpt.get("calibrated_params"), narrowed)
     quantize_int8(fp32, path, calib_x, keep_float=floats, activation_overrides=params)
     written = activation_params(path)
+    if dyadic:  # a float stem reads the pixels unquantized (the padding is rounded instead)
+        params = {t: v for t, v in params.items() if "Concat" not in t}
     if written.keys() != params.keys() or any(
         abs(written[t][0] / s - 1) > 1e-6 or written[t][1] != zp for t, (s, zp) in params.items()
     ):
         raise RuntimeError("the student's int8 file does not use the scales it was trained with")
-    # Trained for 7-bit dense inputs: the file gets them (narrow-inputs), the very same ones.
-    if narrowed and sorted(_make_exact(path, path, narrowed)) != _dense_outputs(path, narrowed):
-        raise RuntimeError("the student trained with other dense inputs than its file has")
+    # Trained for 7-bit dense inputs: the file gets them (narrow-inputs), the very same ones;
+    # trained with dyadic scales: the file gets them (its activation scales already are).
+    if narrowed:
+        done = _make_exact(path, path, narrowed, dyadic=dyadic)
+        if sorted(done) != _dense_outputs(path, narrowed):
+            raise RuntimeError("the student trained with other dense inputs than its file has")
+    elif dyadic:
+        dyadic_file(path, path, None)
     ref = run_torch(net, backbone.mean, backbone.std, calib_x)
     score, kl = _calib_score(path, calib_x, ref)
     held = np.asarray(ckpt.get("holdout", []), dtype=np.int64)
@@ -418,7 +443,7 @@ def _try_student(student_path, args, net, backbone, meta, calib_x, trials) -> di
     }
     if len(held):
         mine = _calib_score(path, calib_x[held], ref[held])[1]
-        other = _comparable(args.out, narrowed)
+        other = _comparable(args.out, narrowed, dyadic)
         current = _calib_score(other, calib_x[held], ref[held])[1]
         if other != args.out:
             other.unlink()

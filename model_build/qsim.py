@@ -24,6 +24,7 @@ computes what was trained.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,8 @@ from onnx import numpy_helper
 from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from model_build.dyadic import WEIGHT_SCALE_BITS, even_zero_point
 
 QuantParams = dict[str, tuple[float, int]]
 
@@ -75,13 +78,46 @@ def onnx_scope(path: str) -> str:
 
 
 class _FakeQuantWeight(nn.Module):
-    """Per-output-channel symmetric int8 rounding with a straight-through gradient."""
+    """Per-output-channel symmetric int8 rounding with a straight-through gradient.
+
+    ``dyadic``: then the scale moves up to 4 significant bits and the integers are rounded
+    again, ``round(q * s / s')``, as ``dyadic-scales`` rewrites the file's weights."""
+
+    def __init__(self, dyadic: bool = False) -> None:
+        super().__init__()
+        self.dyadic = dyadic
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         axes = tuple(range(1, w.ndim))
         scale = w.detach().abs().amax(dim=axes, keepdim=True).clamp_min(1e-12) / 127.0
-        q = torch.clamp(torch.round(w / scale), -127, 127) * scale
-        return w + (q - w).detach()
+        q = torch.clamp(torch.round(w / scale), -127, 127)
+        if self.dyadic:
+            wide = dyadic_ceil(scale.double(), WEIGHT_SCALE_BITS)
+            q = torch.clamp(torch.round(q.double() * (scale.double() / wide)), -127, 127)
+            q, scale = q.to(w.dtype), wide.to(w.dtype)
+        return w + (q * scale - w).detach()
+
+
+def dyadic_ceil(scale: torch.Tensor, bits: int) -> torch.Tensor:
+    """``model_build.dyadic.dyadic_ceil`` for tensors: the next number with ``bits`` bits."""
+    exponent = torch.floor(torch.log2(scale))
+    steps = 2.0 ** (bits - 1)
+    return torch.ceil(scale / 2.0**exponent * steps - 1e-9) / steps * 2.0**exponent
+
+
+def pow2(scale: float | torch.Tensor) -> float | torch.Tensor:
+    """The nearest power of two (in log scale), with a straight-through gradient for tensors."""
+    if isinstance(scale, torch.Tensor):
+        return scale + (torch.exp2(torch.round(torch.log2(scale))) - scale).detach()
+    return float(2.0 ** np.round(np.log2(scale)))
+
+
+def pow2_floor(value: float) -> float:
+    return float(2.0 ** np.floor(np.log2(value)))
+
+
+def pow2_ceil(value: float) -> float:
+    return float(2.0 ** np.ceil(np.log2(value)))
 
 
 def fake_quant(x: torch.Tensor, scale: float | torch.Tensor, zero_point: int) -> torch.Tensor:
@@ -136,34 +172,92 @@ def _scale_keys(params: QuantParams) -> dict[str, str | None]:
     return keys
 
 
-def _scale(serving: nn.Module, key: str | None, fixed: float, cap: float) -> float | torch.Tensor:
+@dataclass(frozen=True)
+class Bounds:
+    """The scales the file can hold for one tensor (in the 8-bit units ``params`` use).
+
+    ``cap``: ``scale_cap``. ``floor``: never narrower than this (a 7-bit tensor whose range
+    shrinks below the calibrated one lets more values reach codes 129..255, where U8S8 pairs
+    can saturate again). ``dyadic``: powers of two (``model_build.dyadic``). ``even``: the
+    file's zero point is made even (a residual addition's, in a dyadic file)."""
+
+    cap: float = float("inf")
+    floor: float = 0.0
+    dyadic: bool = False
+    even: bool = False
+
+    def apply(self, scale: float | torch.Tensor) -> float | torch.Tensor:
+        lo, hi = self.floor, self.cap
+        if self.dyadic:
+            lo = pow2_ceil(lo) if lo > 0 else 0.0
+            hi = pow2_floor(hi) if np.isfinite(hi) else hi
+            scale = pow2(scale)
+        if isinstance(scale, torch.Tensor):
+            return torch.clamp(scale, min=lo, max=hi)
+        return min(max(scale, lo), hi)
+
+
+def tensor_bounds(
+    params: QuantParams,
+    calibrated: QuantParams | None = None,
+    narrowed: Sequence[str] = (),
+    dyadic: bool = False,
+    floors: QuantParams | None = None,
+) -> dict[str, Bounds]:
+    """``Bounds`` per tensor: caps of the ``calibrated`` scales where known, ``floors`` (the
+    calibrated scales of a post-training file) for the ``narrowed`` tensors where given."""
+    ref = calibrated or {t: (0.0, zp) for t, (_, zp) in params.items()}
+    seven = set(narrowed)
+    return {
+        t: Bounds(
+            cap=scale_cap(t, *ref[t], t in seven),
+            floor=floors[t][0] if floors is not None and t in seven else 0.0,
+            dyadic=dyadic,
+            even=dyadic and t.endswith("Add_output_0"),
+        )
+        for t in params
+    }
+
+
+def _scale(
+    serving: nn.Module, key: str | None, fixed: float, bounds: Bounds
+) -> float | torch.Tensor:
     learned = getattr(serving, SCALES, None)
-    if learned is None or key is None:
-        return fixed
+    if key is None:
+        return fixed  # the pixels: scale 1, exact
+    if learned is None:
+        return bounds.apply(fixed)
     # fixed * exp(0) is exactly ``fixed``: the untrained simulation is the file's, to the bit
-    return torch.clamp(fixed * learned[key].exp(), max=cap)
+    return bounds.apply(fixed * learned[key].exp())
 
 
-def _quant(x: torch.Tensor, scale: float | torch.Tensor, zp: int, narrowed: bool) -> torch.Tensor:
+def _quant(
+    x: torch.Tensor, scale: float | torch.Tensor, zp: int, bounds: Bounds, narrowed: bool
+) -> torch.Tensor:
+    """Round as the file does: 7 bits (twice the scale, half the zero point) where narrowed."""
     if narrowed:
-        return fake_quant(x, 2 * scale, narrow_zero_point(zp))
+        scale, zp = 2 * scale, narrow_zero_point(zp)
+    if bounds.even and zp % 2:
+        zp = int(even_zero_point(np.asarray(zp, np.uint8)))
     return fake_quant(x, scale, zp)
 
 
 def _output_hook(
-    serving: nn.Module, key: str | None, scale: float, zp: int, cap: float, narrowed: bool
+    serving: nn.Module, key: str | None, scale: float, zp: int, bounds: Bounds, narrowed: bool
 ) -> Callable:
     def hook(_mod: nn.Module, _inp: tuple, out: torch.Tensor) -> torch.Tensor:
-        return _quant(out, _scale(serving, key, scale, cap), zp, narrowed)
+        return _quant(out, _scale(serving, key, scale, bounds), zp, bounds, narrowed)
 
     return hook
 
 
-def _input_hook(serving: nn.Module, params: list[tuple[str | None, float, int, bool]]) -> Callable:
+def _input_hook(
+    serving: nn.Module, params: list[tuple[str | None, float, int, Bounds, bool]]
+) -> Callable:
     def hook(_mod: nn.Module, inp: tuple) -> tuple:
         x = inp[0]
-        for key, scale, zp, narrowed in params:
-            x = _quant(x, _scale(serving, key, scale, float("inf")), zp, narrowed)
+        for key, scale, zp, bounds, narrowed in params:
+            x = _quant(x, _scale(serving, key, scale, bounds), zp, bounds, narrowed)
         return (x, *inp[1:])
 
     return hook
@@ -175,6 +269,8 @@ def attach(
     float_nodes: Sequence[str] = (),
     learn_scales: bool = False,
     narrowed: Sequence[str] = (),
+    dyadic: bool = False,
+    floors: QuantParams | None = None,
 ) -> list[str]:
     """Make ``serving`` (a folded ``ServingModel``, BN already folded) simulate the int8 graph.
 
@@ -185,11 +281,14 @@ def attach(
     ``SCALES``), starting from ``params`` (zero points stay), within what the file can express
     (``scale_cap``, ``_scale_keys``); ``learned_params`` reads them back.
     ``narrowed``: tensors simulated at 7 bits (see the module docstring).
+    ``dyadic``: the file ``dyadic-scales`` makes (power-of-two activation scales, 4-bit weight
+    scales); ``floors``: the narrowest scales the ``narrowed`` tensors may take (``Bounds``).
     Returns the activation tensors that were placed; every key of ``params`` and every float
     node must be found, or the simulation would silently differ from the file (``KeyError``).
     """
     keys = _scale_keys(params)
     seven = set(narrowed)
+    bounds = tensor_bounds(params, params, narrowed, dyadic, floors)
     if seven - set(params):
         raise KeyError(f"narrowed tensors without parameters: {sorted(seven - set(params))}")
     if learn_scales:
@@ -207,15 +306,14 @@ def attach(
         mod = by_scope.get(scope)
         if mod is None:
             raise KeyError(f"no module for quantized tensor {tensor}")
-        cap = scale_cap(tensor, scale, zp, tensor in seven)
-        hook = _output_hook(serving, keys[tensor], scale, zp, cap, tensor in seven)
+        hook = _output_hook(serving, keys[tensor], scale, zp, bounds[tensor], tensor in seven)
         mod.register_forward_hook(hook)
         placed.append(tensor)
     pooled = [t for t in params if is_pooled(t)]
     if pooled:
         head = _classifier(serving)
         head.register_forward_pre_hook(
-            _input_hook(serving, [(keys[t], *params[t], t in seven) for t in pooled])
+            _input_hook(serving, [(keys[t], *params[t], bounds[t], t in seven) for t in pooled])
         )
         placed += pooled
     missing = set(params) - set(placed)
@@ -227,7 +325,7 @@ def attach(
         raise KeyError(f"no module for float nodes: {sorted(unknown)}")
     for name, mod in serving.named_modules():
         if isinstance(mod, nn.Conv2d | nn.Linear) and onnx_scope(name) not in float_scopes:
-            parametrize.register_parametrization(mod, "weight", _FakeQuantWeight())
+            parametrize.register_parametrization(mod, "weight", _FakeQuantWeight(dyadic))
     return placed
 
 
@@ -240,31 +338,40 @@ def _classifier(serving: nn.Module) -> nn.Module:
 
 
 def learned_params(
-    serving: nn.Module, params: QuantParams, narrowed: Sequence[str] = ()
+    serving: nn.Module,
+    params: QuantParams,
+    narrowed: Sequence[str] = (),
+    dyadic: bool = False,
+    floors: QuantParams | None = None,
 ) -> QuantParams:
-    """``params`` with the learned scales of ``attach(..., learn_scales=True)``, if any."""
+    """``params`` as the simulation used them: learned (``attach(..., learn_scales=True)``),
+    within the same ``Bounds``, as the file will hold them (``representable``)."""
     learned = getattr(serving, SCALES, None)
-    if learned is None:
-        return dict(params)
     keys = _scale_keys(params)
-    return representable(
-        {
-            t: (s if keys[t] is None else s * float(learned[keys[t]].detach().exp()), zp)
-            for t, (s, zp) in params.items()
-        },
-        params,
-        narrowed,
-    )
+    current = {
+        t: (
+            s if learned is None or keys[t] is None else s * float(learned[keys[t]].detach().exp()),
+            zp,
+        )
+        for t, (s, zp) in params.items()
+    }
+    return representable(current, params, narrowed, dyadic, floors)
 
 
 def representable(
-    params: QuantParams, calibrated: QuantParams | None = None, narrowed: Sequence[str] = ()
+    params: QuantParams,
+    calibrated: QuantParams | None = None,
+    narrowed: Sequence[str] = (),
+    dyadic: bool = False,
+    floors: QuantParams | None = None,
 ) -> QuantParams:
-    """``params`` as the file will hold them: ReLU6 outputs capped (``scale_cap``; of the
-    ``calibrated`` scale where known), the pooled tensors given the pooling's (``_scale_keys``)."""
-    ref = calibrated or {t: (0.0, zp) for t, (_, zp) in params.items()}
-    seven = set(narrowed)
-    out = {t: (min(s, scale_cap(t, *ref[t], t in seven)), zp) for t, (s, zp) in params.items()}
+    """``params`` as the file will hold them: within ``tensor_bounds`` (ReLU6 outputs capped,
+    of the ``calibrated`` scale where known), the pooled tensors given the pooling's
+    (``_scale_keys``); the pixels (``Concat``, scale 1) as they are."""
+    bounds = tensor_bounds(params, calibrated, narrowed, dyadic, floors)
+    out = {
+        t: (s if "Concat" in t else float(bounds[t].apply(s)), zp) for t, (s, zp) in params.items()
+    }
     pooled = [t for t in out if is_pooled(t)]
     for t in pooled[1:]:
         out[t] = out[pooled[0]]

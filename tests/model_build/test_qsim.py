@@ -8,12 +8,10 @@ import numpy as np
 import onnx
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
 from model_build import qsim
-from model_build.contract import ModelMeta
 from model_build.distill import (
     augment,
     composite,
@@ -24,66 +22,12 @@ from model_build.distill import (
     student_model,
     write_pack,
 )
+from model_build.dyadic import dyadic_file
 from model_build.narrow import dense_input_quantizers, narrow_file
 from model_build.onnx_export import export_onnx, export_serving, run_onnx, session
 from model_build.quantize import conv_prefix, quantize_int8
 
-MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-SIZE = (32, 32)
-META = ModelMeta("tinymobile", "0.1.0", ("a", "b", "c"), "squash", SIZE)
-
-
-class Block(nn.Module):
-    """A residual block named like MobileNetV2's (``conv`` inside, ``x + conv(x)``)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Sequential(
-            nn.Sequential(
-                nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False), nn.BatchNorm2d(8), nn.ReLU6()
-            ),
-            nn.Conv2d(8, 8, 1, bias=False),
-            nn.BatchNorm2d(8),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv(x)
-
-
-class TinyMobile(nn.Module):
-    """MobileNetV2's layout in miniature: features, functional pooling, classifier."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1, bias=False), nn.BatchNorm2d(8), nn.ReLU6()),
-            Block(),
-            nn.Sequential(nn.Conv2d(8, 16, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU6()),
-        )
-        self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(16, 3))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.adaptive_avg_pool2d(self.features(x), 1)
-        return self.classifier(torch.flatten(x, 1))
-
-
-def tiny() -> nn.Module:
-    torch.manual_seed(0)
-    net = TinyMobile()
-    with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2)
-                m.weight.uniform_(0.5, 1.5)
-    return net.eval()
-
-
-def smooth_images(n: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    small = rng.integers(0, 256, (n, 3, 8, 8)).astype(np.float32)
-    big = F.interpolate(torch.from_numpy(small), size=SIZE, mode="bilinear")
-    return big.permute(0, 2, 3, 1).round().clamp(0, 255).to(torch.uint8).numpy()
+from .tiny_mobile import MEAN, META, SIZE, STD, TinyMobile, smooth_images, tiny
 
 
 @pytest.fixture(scope="module")
@@ -392,3 +336,64 @@ def test_a_stream_student_narrows_the_stream_and_the_pooled_features_only() -> N
     dense = list(params)
     assert narrowed_inputs(dense, params, "all") == dense
     assert narrowed_inputs(dense, params, "stream") == [dense[0], dense[2], dense[3]]
+
+
+def test_the_dyadic_simulation_matches_the_dyadic_file(quantized: tuple, tmp_path: Path) -> None:
+    """``distill --dyadic`` trains through what ``dyadic-scales`` writes: power-of-two
+    activation scales (which the file then keeps as they are) and weights rounded twice."""
+    net, int8, calib = quantized
+    params = qsim.activation_params(int8)
+    student = student_model(net, MEAN, STD, SIZE)
+    qsim.attach(student, params, dyadic=True)
+    test = smooth_images(16, 1)
+    with torch.no_grad():
+        sim = student(torch.from_numpy(test)).numpy()
+    scales = qsim.learned_params(student, params, dyadic=True)
+    assert all(s == 2.0 ** np.round(np.log2(s)) for s, _ in scales.values())
+    assert scales != params
+    qsim.strip(student)
+    fp32 = export_serving(student, META, tmp_path / "s.fp32.onnx")
+    written = quantize_int8(fp32, tmp_path / "s.int8.onnx", calib, activation_overrides=scales)
+    dyadic = tmp_path / "d.int8.onnx"
+    assert dyadic_file(written, dyadic, None)["activation_scales"] == 0
+    on_file = run_onnx(session(dyadic), test)
+    assert np.abs(sim - on_file).max() < 0.02
+    assert np.abs(sim - run_onnx(session(int8), test)).max() > np.abs(sim - on_file).max()
+
+
+def test_bounds_round_to_powers_of_two_within_the_cap_and_the_floor() -> None:
+    relu6 = qsim.Bounds(cap=6 / 255, dyadic=True)
+    assert relu6.apply(0.02) == 2.0**-6  # nearest power of two
+    assert relu6.apply(0.03) == 2.0**-6  # 2**-5 would stop the file clipping at 6
+    assert qsim.Bounds(floor=0.1, dyadic=True).apply(0.05) == 0.125
+    assert qsim.Bounds(floor=0.1).apply(0.05) == 0.1
+    assert qsim.Bounds().apply(0.05) == 0.05
+    s = torch.tensor(0.3, requires_grad=True)
+    out = qsim.Bounds(dyadic=True).apply(s)
+    out.backward()
+    assert out.item() == 0.25 and s.grad.item() == 1.0  # straight through
+
+
+def test_representable_applies_the_floor_to_narrowed_tensors_only() -> None:
+    learned = {"/a/Add_output_0": (0.01, 128), "/b/Conv_output_0": (0.01, 128)}
+    floors = {"/a/Add_output_0": (0.04, 128), "/b/Conv_output_0": (0.04, 128)}
+    out = qsim.representable(learned, learned, ["/a/Add_output_0"], floors=floors)
+    assert out == {"/a/Add_output_0": (0.04, 128), "/b/Conv_output_0": (0.01, 128)}
+
+
+def test_a_student_started_from_a_narrowed_file_gets_8_bit_parameters(
+    quantized: tuple, tmp_path: Path
+) -> None:
+    """A narrowed file holds twice the scale and half the zero point of its 7-bit tensors; the
+    simulation narrows 8-bit parameters itself, so ``--init`` must undo it (not narrow twice)."""
+    net, _, calib = quantized
+    fp32 = export_serving(student_model(net, MEAN, STD, SIZE), META, tmp_path / "s.onnx")
+    int8 = quantize_int8(fp32, tmp_path / "s.int8.onnx", calib, method="minmax")
+    narrowed = tmp_path / "n.int8.onnx"
+    outputs = narrow_file(int8, narrowed, None)
+    got, _ = init_from_file(student_model(net, MEAN, STD, SIZE), narrowed)
+    want = qsim.activation_params(int8)
+    assert got.keys() == want.keys() and len(outputs) >= 3
+    for t, (s, zp) in want.items():
+        assert got[t][0] == pytest.approx(s, rel=1e-6)
+        assert qsim.narrow_zero_point(got[t][1]) == qsim.narrow_zero_point(zp)

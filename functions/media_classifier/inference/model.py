@@ -47,6 +47,10 @@ DENSE_INPUT_BITS_KEY = "int8_dense_input_bits"
 #: its 8-bit-input layers' channels are ordered so that neighbouring weights of one sign keep
 #: ``|w0| + |w1| <= 128``, its other dense inputs have 7 bits (``model_build pair-order``).
 U8S8_PAIRS_KEY, U8S8_PAIRS_VALUE = "int8_u8s8_pairs", "fit"
+#: ``metadata_props`` key and value of a file whose activation scales are powers of two and
+#: whose weight scales have 4 significant bits (``model_build dyadic-scales``): ONNX Runtime's
+#: optimized execution of it computes the reference execution's numbers exactly.
+INT8_SCALES_KEY, INT8_SCALES_DYADIC = "int8_scales", "dyadic"
 
 
 class ModelContractError(ValueError):

@@ -1,0 +1,173 @@
+"""``dyadic-scales``: with power-of-two activation scales and 4-bit weight scales, ONNX Runtime's
+optimized int8 execution computes the reference's numbers exactly."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import numpy_helper
+
+from media_classifier.inference import identity
+from media_classifier.inference.model import INT8_SCALES_DYADIC, INT8_SCALES_KEY, Model
+from model_build import qsim
+from model_build.distill import student_model
+from model_build.dyadic import (
+    WEIGHT_SCALE_BITS,
+    dyadic_ceil,
+    dyadic_file,
+    is_dyadic,
+    make_dyadic,
+)
+from model_build.onnx_export import export_onnx, export_serving
+from model_build.pair_order import order_file, unsafe_layers
+from model_build.quantize import conv_prefix, quantize_int8
+
+from .tiny_mobile import MEAN, META, SIZE, STD, smooth_images, tiny
+
+#: The ImageNet file as shipped in 1.0.0: 8-bit activations, calibrated (not dyadic) scales,
+#: its first six convolutions in float.
+EIGHT_BIT = Path(__file__).parent / "data" / "imagenet_mobilenet_v2-1.0.0.int8.onnx"
+
+
+def test_dyadic_ceil_is_the_next_number_with_that_many_bits() -> None:
+    rng = np.random.default_rng(0)
+    s = (10.0 ** rng.uniform(-6, 1, 1000)).astype(np.float32)
+    for bits in (1, 2, WEIGHT_SCALE_BITS):
+        d = dyadic_ceil(s, bits)
+        assert (d >= s).all() and (d / s < 1 + 2.0 ** (1 - bits) + 1e-6).all()
+        assert is_dyadic(d, bits) and np.array_equal(dyadic_ceil(d, bits), d)  # idempotent
+        mantissa, _ = np.frexp(d.astype(np.float64))  # d = mantissa * 2**e, mantissa in [0.5, 1)
+        assert np.array_equal(mantissa * 2**bits, np.round(mantissa * 2**bits))
+    assert dyadic_ceil(np.float32(0.0234375), 1) == np.float32(0.03125)
+    assert dyadic_ceil(np.float32(0.25), 1) == np.float32(0.25)
+    assert dyadic_ceil(np.float32(1.3), 4) == np.float32(1.375)
+    assert not is_dyadic(np.float32(1.3), WEIGHT_SCALE_BITS)
+
+
+@pytest.fixture(scope="module")
+def student(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """What ``distill --dyadic`` and ``export-pretrained`` make of the tiny network: the
+    simulation's probabilities, the file quantized with the scales it simulated (its stem in
+    float, as export-pretrained keeps it), and that file after ``dyadic-scales``."""
+    tmp = tmp_path_factory.mktemp("dyadic")
+    net, calib, test = tiny(), smooth_images(24, 0), smooth_images(16, 1)
+    plain = quantize_int8(export_onnx(net, META, MEAN, STD, tmp / "t.onnx"), tmp / "p.onnx", calib)
+    params = qsim.activation_params(plain)
+    serving = student_model(net, MEAN, STD, SIZE)
+    qsim.attach(serving, params, dyadic=True)
+    with torch.no_grad():
+        simulated = serving(torch.from_numpy(test)).numpy()
+    scales = qsim.learned_params(serving, params, dyadic=True)
+    qsim.strip(serving)
+    fp32 = export_serving(serving, META, tmp / "s.fp32.onnx")
+    stem = conv_prefix(fp32, 1)
+    before = tmp / "s.onnx"
+    quantize_int8(fp32, before, calib, keep_float=stem, activation_overrides=scales)
+    after = tmp / "d.onnx"
+    counts = dyadic_file(before, after, "9.9.9")
+    return {"test": test, "simulated": simulated, "before": before, "after": after} | {
+        "counts": counts
+    }
+
+
+def test_optimized_execution_equals_the_reference_to_the_bit(student: dict) -> None:
+    """The property itself, served as serving serves it on this CPU: before the pass, float
+    sums in another order move the probabilities; after it, not one bit differs."""
+    x = student["test"]
+    before = Model.load(student["before"]).predict(x)
+    assert np.abs(before - Model.load(student["before"], reference=True).predict(x)).max() > 0
+    served = Model.load(student["after"]).predict(x)
+    np.testing.assert_array_equal(served, Model.load(student["after"], reference=True).predict(x))
+
+
+def test_the_file_computes_what_the_simulation_trained(student: dict) -> None:
+    """``distill --dyadic`` trains through this: weights rounded twice, the stem's too (an int8
+    stem there, a float one with int8 values in the file), the padding at whole grey levels."""
+    served = Model.load(student["after"]).predict(student["test"])
+    assert np.abs(served - student["simulated"]).max() < 0.02
+    assert student["counts"]["activation_scales"] == 0  # it trained with powers of two
+
+
+def test_the_file_holds_dyadic_scales_fusable_biases_and_an_integer_stem(student: dict) -> None:
+    """Every activation scale a power of two, every weight scale 4 bits, every int32 bias at
+    exactly input scale x weight scale (else ONNX Runtime runs the layer in float), even zero
+    points after additions, and a float stem whose weights are int8 steps of a dyadic scale."""
+    path = student["after"]
+    model = onnx.load(str(path))
+    arrays = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    producer = {o: n for n in model.graph.node for o in n.output}
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert meta[INT8_SCALES_KEY] == INT8_SCALES_DYADIC and meta["version"] == "9.9.9"
+    assert meta["sha"] == identity.content_sha(path.read_bytes())
+    layers = 0
+    for n in model.graph.node:
+        if n.op_type in ("QuantizeLinear", "DequantizeLinear") and n.input[0] not in arrays:
+            assert is_dyadic(arrays[n.input[1]], 1), n.input[1]
+            if producer[n.input[0]].op_type == "Add":
+                assert int(arrays[n.input[2]]) % 2 == 0, n.input[0]
+        w = producer.get(n.input[1]) if n.op_type in ("Conv", "Gemm") else None
+        if w is None or w.op_type != "DequantizeLinear" or w.input[0] not in arrays:
+            continue
+        layers += 1
+        assert is_dyadic(arrays[w.input[1]], WEIGHT_SCALE_BITS)
+        x_scale = arrays[producer[n.input[0]].input[1]]
+        bias = producer[n.input[2]]
+        np.testing.assert_array_equal(arrays[bias.input[1]], x_scale * arrays[w.input[1]])
+    assert layers == student["counts"]["layers"] >= 4
+    stem = next(n for n in model.graph.node if n.op_type == "Conv")
+    assert arrays[stem.input[1]].dtype == np.float32
+    # an int8 value times a 4-bit scale has at most 7 + 4 significant bits
+    mantissa, _ = np.frexp(arrays[stem.input[1]].astype(np.float64))
+    assert np.array_equal(mantissa * 2**11, np.round(mantissa * 2**11))
+    pads = [arrays[n.input[0]] for n in model.graph.node if n.op_type == "Expand"]
+    assert pads and all(np.array_equal(p, np.round(p)) for p in pads)
+
+
+def test_float_layers_besides_the_stem_are_refused(tmp_path: Path) -> None:
+    """Their float sums depend on the kernels (NCHWc blocks them on x86): no exact file."""
+    with pytest.raises(SystemExit, match="float convolutions besides the stem"):
+        dyadic_file(EIGHT_BIT, tmp_path / "x.onnx", None)
+    # as a yardstick only: scales made dyadic, float layers left, and no mark
+    dyadic_file(EIGHT_BIT, tmp_path / "y.onnx", None, strict=False)
+    assert INT8_SCALES_KEY not in identity.metadata((tmp_path / "y.onnx").read_bytes())
+
+
+def test_weights_only_shrink_so_an_ordered_file_stays_safe(tmp_path: Path) -> None:
+    """Requantizing to a larger scale never grows an integer, so ``pair-order``'s bound holds
+    (and serving keeps the fast AVX2 kernels) whichever pass runs first."""
+    ordered = tmp_path / "o.onnx"
+    order_file(EIGHT_BIT, ordered, None)
+    model = onnx.load(str(ordered))
+    assert unsafe_layers(model) == []
+    before = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    make_dyadic(model, strict=False)
+    assert unsafe_layers(model) == []
+    for init in model.graph.initializer:
+        new = numpy_helper.to_array(init)
+        if new.dtype == np.int8:
+            assert (np.abs(new.astype(int)) <= np.abs(before[init.name].astype(int))).all()
+
+
+def test_a_dyadic_file_changes_nothing_again(student: dict, tmp_path: Path) -> None:
+    again = dyadic_file(student["after"], tmp_path / "again.onnx", None)
+    assert again["layers"] == student["counts"]["layers"]
+    assert again["activation_scales"] == again["zero_points"] == again["weights_changed"] == 0
+
+
+def test_the_command_writes_a_marked_file(student: dict, tmp_path: Path) -> None:
+    out = tmp_path / "cli.onnx"
+    command = ["dyadic-scales", "--model", str(student["before"]), "--out", str(out)]
+    done = subprocess.run(
+        [sys.executable, "-m", "model_build", *command, "--version", "1.0.1"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "activation scales rounded up to powers of two" in done.stdout
+    assert identity.metadata(out.read_bytes())[INT8_SCALES_KEY] == INT8_SCALES_DYADIC

@@ -1,4 +1,4 @@
-"""``dyadic-scales``: int8 files whose optimized execution equals the reference, bit for bit.
+"""``dyadic-scales``: int8 files whose optimized execution equals the reference, bit for bit (x86).
 
 Why: ONNX Runtime runs an int8 QDQ file two ways (``model_build.cpu_check``). Optimized, each
 layer is an integer kernel whose int32 sum is scaled by ``s_x * s_w / s_y`` and rounded; the
@@ -28,7 +28,12 @@ order. Why a float stem and not an int8 one: the stem's 3x3 window fixes which w
 AVX2 U8S8 kernels pair, so no channel order (``pair-order``) can keep 8-bit pixels from
 saturating them; the float stem computes the int8 stem's numbers without those kernels.
 Measured: the optimized and reference probabilities of such a file are equal to the bit on
-all 120 sample photos and frames (``notes/int8_on_every_cpu.md``).
+all 120 sample photos and frames, with VNNI and with AVX2 kernels (``notes/int8_on_every_cpu.md``).
+
+Not on ARM64 (yet): ONNX Runtime's NEON addition works in fixed point and rounds ties away
+from zero, and with power-of-two scales ties are frequent (39k of one addition's values in two
+images moved by one step). An addition whose output scale is at most both input scales would
+have no fraction to round; the pass does not arrange that.
 
 What it costs: each scale moves up to the next representable one. A weight scale grows by at
 most 12.5 % (0.17 bit); an activation scale by up to 2x (1 bit) when rounded after the fact,

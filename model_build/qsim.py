@@ -13,8 +13,11 @@ will meet. The simulation mirrors ``quantize.quantize_int8``'s QDQ model:
   paths; ReLU6 is applied before rounding, as ONNX Runtime folds it into the quantization range.
 
 Optionally (``learn_scales``) the activation scales are trained too (LSQ), within what the file
-can express. ``narrowed`` tensors are those ``narrow-inputs`` will give 7 bits (the inputs of
-dense layers): simulated with twice the scale and half the zero point, as the file will hold
+can express. ``dyadic`` simulates the file ``dyadic-scales`` makes: power-of-two activation
+scales (rounded in the log domain, straight through), weight scales moved up to 4 significant
+bits with the integers rounded a second time, even zero points after residual additions.
+``narrowed`` tensors are those ``narrow-inputs`` will give 7 bits (the inputs of dense layers):
+simulated with twice the scale and half the zero point, as the file will hold
 them, while the parameters kept are the 8-bit ones the quantizer writes before narrowing.
 After training, ``quantize_int8(..., activation_overrides=...)`` re-quantizes with those very
 activation scales (and ``narrow-inputs`` narrows the same tensors), so the shipped file

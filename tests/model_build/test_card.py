@@ -75,8 +75,10 @@ def test_the_cpu_table_rows_match_cpus_json(model: Path) -> None:
         assert cells[5] == card.pct(r["top1_agreement"])
         assert cells[6] == f"{card.pct(r['decisive_agreement'])} of {r['decisive_images']}"
         assert cells[7] == f"{r['max_abs_diff']:.3f}"
+        same = r.get("identical_images")
+        assert cells[8] == ("" if same is None else str(same))
         lat = r.get("latency_ms_1thread")
-        assert cells[8] == ("" if lat is None else f"{lat:.2f}")
+        assert cells[9] == ("" if lat is None else f"{lat:.2f}")
 
 
 def test_the_fashion_card_shows_the_numbers_of_its_eval_json() -> None:

@@ -1,4 +1,4 @@
-"""``dyadic-scales``: int8 files whose optimized execution equals the reference, bit for bit (x86).
+"""``dyadic-scales``: int8 files whose optimized execution equals the reference, bit for bit.
 
 Why: ONNX Runtime runs an int8 QDQ file two ways (``model_build.cpu_check``). Optimized, each
 layer is an integer kernel whose int32 sum is scaled by ``s_x * s_w / s_y`` and rounded; the
@@ -28,12 +28,14 @@ order. Why a float stem and not an int8 one: the stem's 3x3 window fixes which w
 AVX2 U8S8 kernels pair, so no channel order (``pair-order``) can keep 8-bit pixels from
 saturating them; the float stem computes the int8 stem's numbers without those kernels.
 Measured: the optimized and reference probabilities of such a file are equal to the bit on
-all 120 sample photos and frames, with VNNI and with AVX2 kernels (``notes/int8_on_every_cpu.md``).
+the sample photos and frames on a VNNI CPU, on AVX2 kernels and on ARM64 with and without dot
+product (``notes/int8_on_every_cpu.md``); on AVX2 only values within the 7-bit ranges of
+``narrow-inputs`` are safe, as ever (one of 120 images moved by 6e-4).
 
-Not on ARM64 (yet): ONNX Runtime's NEON addition works in fixed point and rounds ties away
-from zero, and with power-of-two scales ties are frequent (39k of one addition's values in two
-images moved by one step). An addition whose output scale is at most both input scales would
-have no fraction to round; the pass does not arrange that.
+On ARM64 too, with one more condition: ONNX Runtime's NEON addition works in fixed point and
+rounds ties away from zero, and with power-of-two scales ties are frequent (without it, 38,747
+of one addition's values over two images moved by one step). So an addition's output scale is
+at most each input's (``tie_free`` raises the inputs): the sum then has no fraction to round.
 
 What it costs: each scale moves up to the next representable one. A weight scale grows by at
 most 12.5 % (0.17 bit); an activation scale by up to 2x (1 bit) when rounded after the fact,
@@ -80,6 +82,44 @@ def even_zero_point(zero_point: np.ndarray) -> np.ndarray:
     """The even neighbour of an odd uint8 zero point (up, but 255 goes down)."""
     z = int(zero_point)
     return np.asarray(z + 1 if z < 255 else z - 1, dtype=zero_point.dtype)
+
+
+#: A residual addition by activation tensor names: its output and its inputs.
+Addition = tuple[str, tuple[str, ...]]
+
+
+def residual_additions(model: onnx.ModelProto) -> list[Addition]:
+    """Every addition of quantized tensors, in graph order (``Addition``)."""
+    producers = {o: n for n in model.graph.node for o in n.output}
+    found: list[Addition] = []
+    for add in model.graph.node:
+        if add.op_type != "Add":
+            continue
+        inputs = []
+        for name in add.input:
+            dq = producers.get(name)
+            q = producers.get(dq.input[0]) if dq is not None else None
+            if dq is None or q is None or q.op_type != "QuantizeLinear":
+                break
+            inputs.append(q.input[0])
+        else:
+            found.append((add.output[0], tuple(inputs)))
+    return found
+
+
+def tie_free(scales: dict, additions: list[Addition], larger=max) -> dict:
+    """``scales`` (as the file holds them) with every addition's inputs at least as coarse as
+    its output: with powers of two the additions' scale ratios are then whole numbers, so the
+    sum needs no rounding, which ARM64's fixed-point addition would do its own way (ties away
+    from zero). Inputs are raised, never the output lowered (a narrower range would push
+    values past the 7-bit codes that keep AVX2 kernels exact); a raised input that is itself
+    a sum raises its own inputs in turn (last additions first). ``larger``: ``max``, or its
+    tensor version (``qsim``)."""
+    out = dict(scales)
+    for total, inputs in reversed(additions):
+        for name in inputs:
+            out[name] = larger(out[name], out[total])
+    return out
 
 
 def is_dyadic(scale: np.ndarray | float, bits: int) -> bool:
@@ -172,7 +212,8 @@ def make_dyadic(model: onnx.ModelProto, strict: bool = True) -> dict[str, int]:
     def put(name: str, value: np.ndarray) -> None:
         arrays[name].CopyFrom(numpy_helper.from_array(value, name))
 
-    counts = {"activation_scales": 0, "zero_points": 0, "layers": 0, "weights_changed": 0}
+    counts = {"activation_scales": 0, "addition_scales": 0, "zero_points": 0, "layers": 0}
+    counts["weights_changed"] = 0
     counts["weights_changed"] += _exact_float_stem(model, arrays, producers, strict)
     for name in sorted(_activation_scales(model, arrays)):
         old = get(name)
@@ -180,6 +221,16 @@ def make_dyadic(model: onnx.ModelProto, strict: bool = True) -> dict[str, int]:
         if not np.array_equal(old, new):
             put(name, new)
             counts["activation_scales"] += 1
+    quantizers = {
+        n.input[0]: n
+        for n in model.graph.node
+        if n.op_type == "QuantizeLinear" and n.input[0] not in arrays
+    }
+    file_scales = {t: float(get(q.input[1])) for t, q in quantizers.items()}
+    for tensor, value in tie_free(file_scales, residual_additions(model)).items():
+        if value != file_scales[tensor]:
+            put(quantizers[tensor].input[1], np.asarray(value, np.float32))
+            counts["addition_scales"] += 1
     for q in model.graph.node:
         source = producers.get(q.input[0])
         if q.op_type != "QuantizeLinear" or source is None or source.op_type != "Add":
@@ -236,6 +287,7 @@ def run(args: argparse.Namespace) -> int:
     counts = dyadic_file(args.model, out, args.version)
     print(
         f"{out}: {counts['activation_scales']} activation scales rounded up to powers of two, "
+        f"{counts['addition_scales']} scales around additions tied, "
         f"{counts['zero_points']} zero points of additions made even, "
         f"{counts['layers']} layers' weight scales to {WEIGHT_SCALE_BITS} bits "
         f"({counts['weights_changed']} weights changed); sha {stamp(out)}"

@@ -38,7 +38,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from model_build.dyadic import WEIGHT_SCALE_BITS, even_zero_point
+from model_build.dyadic import WEIGHT_SCALE_BITS, Addition, even_zero_point, tie_free
 
 QuantParams = dict[str, tuple[float, int]]
 
@@ -245,25 +245,44 @@ def _quant(
     return fake_quant(x, scale, zp)
 
 
+ScaleOf = Callable[[str], "float | torch.Tensor"]
+
+
 def _output_hook(
-    serving: nn.Module, key: str | None, scale: float, zp: int, bounds: Bounds, narrowed: bool
+    scale_of: ScaleOf, tensor: str, zp: int, bounds: Bounds, narrowed: bool
 ) -> Callable:
     def hook(_mod: nn.Module, _inp: tuple, out: torch.Tensor) -> torch.Tensor:
-        return _quant(out, _scale(serving, key, scale, bounds), zp, bounds, narrowed)
+        return _quant(out, scale_of(tensor), zp, bounds, narrowed)
 
     return hook
 
 
-def _input_hook(
-    serving: nn.Module, params: list[tuple[str | None, float, int, Bounds, bool]]
-) -> Callable:
+def _input_hook(scale_of: ScaleOf, params: list[tuple[str, int, Bounds, bool]]) -> Callable:
     def hook(_mod: nn.Module, inp: tuple) -> tuple:
         x = inp[0]
-        for key, scale, zp, bounds, narrowed in params:
-            x = _quant(x, _scale(serving, key, scale, bounds), zp, bounds, narrowed)
+        for tensor, zp, bounds, narrowed in params:
+            x = _quant(x, scale_of(tensor), zp, bounds, narrowed)
         return (x, *inp[1:])
 
     return hook
+
+
+def _larger(a: float | torch.Tensor, b: float | torch.Tensor) -> float | torch.Tensor:
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        ref = a if isinstance(a, torch.Tensor) else b
+        assert isinstance(ref, torch.Tensor)
+        return torch.maximum(torch.as_tensor(a).to(ref), torch.as_tensor(b).to(ref))
+    return max(a, b)
+
+
+def _tied(scales: dict, additions: Sequence[Addition], narrowed: set[str]) -> dict:
+    """``dyadic.tie_free`` on scales in the 8-bit units ``params`` use (a narrowed tensor's
+    file scale is twice its parameter)."""
+    if not additions:
+        return scales
+    unit = {t: 2.0 if t in narrowed else 1.0 for t in scales}
+    tied = tie_free({t: v * unit[t] for t, v in scales.items()}, list(additions), _larger)
+    return {t: v / unit[t] for t, v in tied.items()}
 
 
 def attach(
@@ -274,6 +293,7 @@ def attach(
     narrowed: Sequence[str] = (),
     dyadic: bool = False,
     floors: QuantParams | None = None,
+    additions: Sequence[Addition] = (),
 ) -> list[str]:
     """Make ``serving`` (a folded ``ServingModel``, BN already folded) simulate the int8 graph.
 
@@ -285,7 +305,8 @@ def attach(
     (``scale_cap``, ``_scale_keys``); ``learned_params`` reads them back.
     ``narrowed``: tensors simulated at 7 bits (see the module docstring).
     ``dyadic``: the file ``dyadic-scales`` makes (power-of-two activation scales, 4-bit weight
-    scales); ``floors``: the narrowest scales the ``narrowed`` tensors may take (``Bounds``).
+    scales); ``floors``: the narrowest scales the ``narrowed`` tensors may take (``Bounds``);
+    ``additions``: the file's residual additions, whose scales ``dyadic.tie_free`` ties.
     Returns the activation tensors that were placed; every key of ``params`` and every float
     node must be found, or the simulation would silently differ from the file (``KeyError``).
     """
@@ -294,13 +315,20 @@ def attach(
     bounds = tensor_bounds(params, params, narrowed, dyadic, floors)
     if seven - set(params):
         raise KeyError(f"narrowed tensors without parameters: {sorted(seven - set(params))}")
+
+    def scale_of(tensor: str) -> float | torch.Tensor:
+        if not additions:
+            return _scale(serving, keys[tensor], params[tensor][0], bounds[tensor])
+        own = {t: _scale(serving, keys[t], sc, bounds[t]) for t, (sc, _) in params.items()}
+        return _tied(own, additions, seven)[tensor]
+
     if learn_scales:
         learnable = sorted({k for k in keys.values() if k is not None})
         init = {k: nn.Parameter(torch.zeros(())) for k in learnable}  # log(scale / initial)
         setattr(serving, SCALES, nn.ParameterDict(init))
     placed: list[str] = []
     by_scope = {onnx_scope(name): mod for name, mod in serving.named_modules() if name}
-    for tensor, (scale, zp) in params.items():
+    for tensor, (_, zp) in params.items():
         scope = tensor.rpartition("/")[0]
         if is_pooled(tensor):
             continue  # pooled features: functional in the network, handled below, in order
@@ -309,14 +337,14 @@ def attach(
         mod = by_scope.get(scope)
         if mod is None:
             raise KeyError(f"no module for quantized tensor {tensor}")
-        hook = _output_hook(serving, keys[tensor], scale, zp, bounds[tensor], tensor in seven)
+        hook = _output_hook(scale_of, tensor, zp, bounds[tensor], tensor in seven)
         mod.register_forward_hook(hook)
         placed.append(tensor)
     pooled = [t for t in params if is_pooled(t)]
     if pooled:
         head = _classifier(serving)
         head.register_forward_pre_hook(
-            _input_hook(serving, [(keys[t], *params[t], bounds[t], t in seven) for t in pooled])
+            _input_hook(scale_of, [(t, params[t][1], bounds[t], t in seven) for t in pooled])
         )
         placed += pooled
     missing = set(params) - set(placed)
@@ -346,6 +374,7 @@ def learned_params(
     narrowed: Sequence[str] = (),
     dyadic: bool = False,
     floors: QuantParams | None = None,
+    additions: Sequence[Addition] = (),
 ) -> QuantParams:
     """``params`` as the simulation used them: learned (``attach(..., learn_scales=True)``),
     within the same ``Bounds``, as the file will hold them (``representable``)."""
@@ -358,7 +387,7 @@ def learned_params(
         )
         for t, (s, zp) in params.items()
     }
-    return representable(current, params, narrowed, dyadic, floors)
+    return representable(current, params, narrowed, dyadic, floors, additions)
 
 
 def representable(
@@ -367,14 +396,15 @@ def representable(
     narrowed: Sequence[str] = (),
     dyadic: bool = False,
     floors: QuantParams | None = None,
+    additions: Sequence[Addition] = (),
 ) -> QuantParams:
     """``params`` as the file will hold them: within ``tensor_bounds`` (ReLU6 outputs capped,
     of the ``calibrated`` scale where known), the pooled tensors given the pooling's
     (``_scale_keys``); the pixels (``Concat``, scale 1) as they are."""
     bounds = tensor_bounds(params, calibrated, narrowed, dyadic, floors)
-    out = {
-        t: (s if "Concat" in t else float(bounds[t].apply(s)), zp) for t, (s, zp) in params.items()
-    }
+    scales = {t: s if "Concat" in t else float(bounds[t].apply(s)) for t, (s, _) in params.items()}
+    scales = _tied(scales, additions, set(narrowed))
+    out = {t: (float(scales[t]), zp) for t, (_, zp) in params.items()}
     pooled = [t for t in out if is_pooled(t)]
     for t in pooled[1:]:
         out[t] = out[pooled[0]]

@@ -23,6 +23,8 @@ from model_build.dyadic import (
     dyadic_file,
     is_dyadic,
     make_dyadic,
+    residual_additions,
+    tie_free,
 )
 from model_build.onnx_export import export_onnx, export_serving
 from model_build.pair_order import order_file, unsafe_layers
@@ -59,11 +61,12 @@ def student(tmp_path_factory: pytest.TempPathFactory) -> dict:
     net, calib, test = tiny(), smooth_images(24, 0), smooth_images(16, 1)
     plain = quantize_int8(export_onnx(net, META, MEAN, STD, tmp / "t.onnx"), tmp / "p.onnx", calib)
     params = qsim.activation_params(plain)
+    additions = residual_additions(onnx.load(str(plain)))
     serving = student_model(net, MEAN, STD, SIZE)
-    qsim.attach(serving, params, dyadic=True)
+    qsim.attach(serving, params, dyadic=True, additions=additions)
     with torch.no_grad():
         simulated = serving(torch.from_numpy(test)).numpy()
-    scales = qsim.learned_params(serving, params, dyadic=True)
+    scales = qsim.learned_params(serving, params, dyadic=True, additions=additions)
     qsim.strip(serving)
     fp32 = export_serving(serving, META, tmp / "s.fp32.onnx")
     stem = conv_prefix(fp32, 1)
@@ -91,7 +94,8 @@ def test_the_file_computes_what_the_simulation_trained(student: dict) -> None:
     stem there, a float one with int8 values in the file), the padding at whole grey levels."""
     served = Model.load(student["after"]).predict(student["test"])
     assert np.abs(served - student["simulated"]).max() < 0.02
-    assert student["counts"]["activation_scales"] == 0  # it trained with powers of two
+    # it trained with powers of two, tied around the addition
+    assert student["counts"]["activation_scales"] == student["counts"]["addition_scales"] == 0
 
 
 def test_the_file_holds_dyadic_scales_fusable_biases_and_an_integer_stem(student: dict) -> None:
@@ -120,6 +124,14 @@ def test_the_file_holds_dyadic_scales_fusable_biases_and_an_integer_stem(student
         bias = producer[n.input[2]]
         np.testing.assert_array_equal(arrays[bias.input[1]], x_scale * arrays[w.input[1]])
     assert layers == student["counts"]["layers"] >= 4
+    quantizers = {n.input[0]: n for n in model.graph.node if n.op_type == "QuantizeLinear"}
+    additions = residual_additions(model)
+    assert len(additions) == 1  # the tiny network's one residual block
+    for total, inputs in additions:
+        assert len(inputs) == 2
+        out = arrays[quantizers[total].input[1]]
+        # whole-number ratios: the sum has nothing to round (ARM64 rounds ties its own way)
+        assert all(arrays[quantizers[t].input[1]] >= out for t in inputs)
     stem = next(n for n in model.graph.node if n.op_type == "Conv")
     assert arrays[stem.input[1]].dtype == np.float32
     # an int8 value times a 4-bit scale has at most 7 + 4 significant bits
@@ -157,7 +169,8 @@ def test_weights_only_shrink_so_an_ordered_file_stays_safe(tmp_path: Path) -> No
 def test_a_dyadic_file_changes_nothing_again(student: dict, tmp_path: Path) -> None:
     again = dyadic_file(student["after"], tmp_path / "again.onnx", None)
     assert again["layers"] == student["counts"]["layers"]
-    assert again["activation_scales"] == again["zero_points"] == again["weights_changed"] == 0
+    assert again["activation_scales"] == again["addition_scales"] == again["zero_points"] == 0
+    assert again["weights_changed"] == 0
 
 
 def test_the_command_writes_a_marked_file(student: dict, tmp_path: Path) -> None:
@@ -171,3 +184,20 @@ def test_the_command_writes_a_marked_file(student: dict, tmp_path: Path) -> None
     )
     assert "activation scales rounded up to powers of two" in done.stdout
     assert identity.metadata(out.read_bytes())[INT8_SCALES_KEY] == INT8_SCALES_DYADIC
+
+
+def test_tie_free_raises_the_inputs_of_each_sum_last_sums_first() -> None:
+    additions = [("c1", ("a", "b1")), ("c2", ("c1", "b2"))]
+    scales = {"a": 0.25, "b1": 0.0625, "c1": 0.125, "b2": 0.5, "c2": 0.5}
+    assert tie_free(scales, additions) == {
+        "a": 0.5,  # raised through c1, itself raised by c2
+        "b1": 0.5,
+        "c1": 0.5,
+        "b2": 0.5,
+        "c2": 0.5,  # a sum's own scale never moves
+    }
+    assert tie_free({"a": 1.0, "b": 2.0, "c": 0.5}, [("c", ("a", "b"))]) == {
+        "a": 1.0,
+        "b": 2.0,
+        "c": 0.5,
+    }

@@ -49,7 +49,7 @@ DENSE_INPUT_BITS_KEY = "int8_dense_input_bits"
 U8S8_PAIRS_KEY, U8S8_PAIRS_VALUE = "int8_u8s8_pairs", "fit"
 #: ``metadata_props`` key and value of a file whose activation scales are powers of two and
 #: whose weight scales have 4 significant bits (``model_build dyadic-scales``): ONNX Runtime's
-#: optimized execution of it on x86 computes the reference execution's numbers exactly.
+#: optimized execution of it computes the reference execution's numbers exactly.
 INT8_SCALES_KEY, INT8_SCALES_DYADIC = "int8_scales", "dyadic"
 
 

@@ -456,8 +456,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--dyadic",
         action="store_true",
-        help="simulate the file `dyadic-scales` makes: power-of-two activation scales, 4-bit "
-        "weight scales (optimized execution then equals the reference on every CPU)",
+        help="simulate the file `dyadic-scales` makes: power-of-two activation scales tied "
+        "around additions, 4-bit weight scales (its optimized execution computes the "
+        "reference's numbers)",
     )
     p.add_argument(
         "--floor",

@@ -346,8 +346,10 @@ def _make_exact(
     dense = {q.input[0] for q, _ in dense_input_quantizers(onnx.load(str(src)))}
     only = None if dense <= set(narrowed) else set(narrowed)
     done = narrow_file(src, out, None, only)
-    if dyadic and dyadic_file(out, out, None, strict)["activation_scales"] and strict:
-        raise RuntimeError(f"{out}: activation scales that are not powers of two")
+    if dyadic:
+        counts = dyadic_file(out, out, None, strict)
+        if strict and (counts["activation_scales"] or counts["addition_scales"]):
+            raise RuntimeError(f"{out}: activation scales other than the student trained with")
     if only is not None:
         unsafe = order_file(out, out, None).unsafe
         if unsafe and strict:

@@ -16,7 +16,7 @@ from onnx import numpy_helper
 from media_classifier.inference import identity
 from media_classifier.inference.model import INT8_SCALES_DYADIC, INT8_SCALES_KEY, Model
 from model_build import qsim
-from model_build.distill import student_model
+from model_build.distill import narrowed_inputs, student_model
 from model_build.dyadic import (
     WEIGHT_SCALE_BITS,
     dyadic_ceil,
@@ -26,8 +26,10 @@ from model_build.dyadic import (
     residual_additions,
     tie_free,
 )
+from model_build.narrow import dense_input_quantizers
 from model_build.onnx_export import export_onnx, export_serving
 from model_build.pair_order import order_file, unsafe_layers
+from model_build.pretrained import _make_exact
 from model_build.quantize import conv_prefix, quantize_int8
 
 from .tiny_mobile import MEAN, META, SIZE, STD, smooth_images, tiny
@@ -201,3 +203,39 @@ def test_tie_free_raises_the_inputs_of_each_sum_last_sums_first() -> None:
         "b": 2.0,
         "c": 0.5,
     }
+
+
+def test_export_makes_a_7_bit_dyadic_student_file_without_moving_its_scales(
+    tmp_path: Path,
+) -> None:
+    """What ``export-pretrained --student`` does with a ``distill --dyadic
+    --dense-input-bits 7`` student: its file is narrowed, given dyadic weights and an exact
+    stem, and no activation scale moves (the simulation trained with them, tied around the
+    addition in the 7-bit units the file holds); a student trained without the tie is refused."""
+    net, calib = tiny(), smooth_images(24, 0)
+    plain = quantize_int8(
+        export_onnx(net, META, MEAN, STD, tmp_path / "t.onnx"), tmp_path / "p.onnx", calib
+    )
+    params = qsim.activation_params(plain)
+    dense = [q.input[0] for q, _ in dense_input_quantizers(onnx.load(str(plain)))]
+    seven = narrowed_inputs(dense, params, "all")
+    additions = residual_additions(onnx.load(str(plain)))
+    assert seven and additions
+
+    def student_file(name: str, tied: list) -> Path:
+        serving = student_model(net, MEAN, STD, SIZE)
+        scheme = {"narrowed": seven, "dyadic": True, "additions": tied}
+        qsim.attach(serving, params, **scheme)
+        scales = qsim.learned_params(serving, params, **scheme)
+        qsim.strip(serving)
+        fp32 = export_serving(serving, META, tmp_path / f"{name}.fp32.onnx")
+        out = tmp_path / f"{name}.onnx"
+        stem = conv_prefix(fp32, 1)
+        return quantize_int8(fp32, out, calib, keep_float=stem, activation_overrides=scales)
+
+    path = student_file("tied", additions)
+    _make_exact(path, path, seven, dyadic=True)
+    assert identity.metadata(path.read_bytes())[INT8_SCALES_KEY] == INT8_SCALES_DYADIC
+    untied = student_file("untied", [])
+    with pytest.raises(RuntimeError, match="other than the student trained with"):
+        _make_exact(untied, untied, seven, dyadic=True)

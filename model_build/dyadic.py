@@ -27,15 +27,16 @@ write to whole grey levels; every product and every sum is then exact in float32
 order. Why a float stem and not an int8 one: the stem's 3x3 window fixes which weights the
 AVX2 U8S8 kernels pair, so no channel order (``pair-order``) can keep 8-bit pixels from
 saturating them; the float stem computes the int8 stem's numbers without those kernels.
-Measured: the optimized and reference probabilities of such a file are equal to the bit on
-the sample photos and frames on a VNNI CPU, on AVX2 kernels and on ARM64 with and without dot
-product (``notes/int8_on_every_cpu.md``); on AVX2 only values within the 7-bit ranges of
-``narrow-inputs`` are safe, as ever (one of 120 images moved by 6e-4).
 
 On ARM64 too, with one more condition: ONNX Runtime's NEON addition works in fixed point and
 rounds ties away from zero, and with power-of-two scales ties are frequent (without it, 38,747
 of one addition's values over two images moved by one step). So an addition's output scale is
 at most each input's (``tie_free`` raises the inputs): the sum then has no fraction to round.
+
+Measured: the optimized and reference probabilities of such a file are equal to the bit on
+the sample photos and frames on a VNNI CPU, on AVX2 kernels and on ARM64 with and without dot
+product (``notes/int8_on_every_cpu.md``); on AVX2 only values within the 7-bit ranges of
+``narrow-inputs`` are safe, as ever (one of 120 images moved by 6e-4).
 
 What it costs: each scale moves up to the next representable one. A weight scale grows by at
 most 12.5 % (0.17 bit); an activation scale by up to 2x (1 bit) when rounded after the fact,

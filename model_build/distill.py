@@ -38,7 +38,7 @@ from model_build import qsim
 from model_build.augment import AugmentConfig
 from model_build.augment import augment as batch_augment
 from model_build.backbones import get_backbone
-from model_build.dyadic import residual_additions
+from model_build.dyadic import rescalable, residual_additions
 from model_build.extra_images import holdout_id, read_extra
 from model_build.narrow import is_narrowed
 from model_build.wrapper import ServingModel
@@ -251,12 +251,16 @@ def run(args: argparse.Namespace) -> int:
     teacher = ServingModel(net, backbone.mean, backbone.std).eval().to(dev)
     if args.dyadic and args.init is None:
         raise SystemExit("--dyadic needs --init: its residual additions are read from that file")
+    init_model = onnx.load(str(args.init)) if args.dyadic and args.init is not None else None
     scheme = {
         "narrowed": narrowed,
         "dyadic": args.dyadic,
         "floors": calibrated if args.floor == "calibrated" else None,
         # tie-free additions (dyadic.tie_free): the file's, by tensor name
-        "additions": residual_additions(onnx.load(str(args.init))) if args.dyadic else [],
+        "additions": residual_additions(init_model) if init_model is not None else [],
+        # rescaled to powers of two (dyadic.rescalable); an init file with a float prefix
+        # leaves the prefix's tensors to rounding (their scales, powers of two, stay put)
+        "rescaled": rescalable(init_model) if init_model is not None else [],
     }
     qsim.attach(student, params, float_nodes, learn_scales=args.scale_lr > 0, **scheme)
     student.to(dev).eval()  # eval: BN is folded, dropout off; gradients still flow

@@ -41,7 +41,11 @@ product (``notes/int8_on_every_cpu.md``); on AVX2 only values within the 7-bit r
 What it costs: each scale moves up to the next representable one. A weight scale grows by at
 most 12.5 % (0.17 bit); an activation scale by up to 2x (1 bit) when rounded after the fact,
 which is why a student is trained with the rounded scales (``distill --dyadic``) and this pass
-then changes no activation scale of its file. Weights and int32 biases are requantized to the
+then changes no activation scale of its file. Not so the tensors inside the blocks, written
+and read by int8 convolutions only (``rescalable``): the pass multiplies such a tensor by the
+factor that makes its scale a power of two (its writer's weights by it, its readers' by the
+inverse), so it keeps its resolution and its ReLU6 range; the simulation rounds those layers'
+weights as rescaled and leaves their scales free. Weights and int32 biases are requantized to the
 new scales: ``round(q * s / s')`` (a weight only shrinks, so ``pair-order``'s bound holds).
 
 The file says so in ``metadata_props["int8_scales"] = "dyadic"``.
@@ -121,6 +125,67 @@ def tie_free(scales: dict, additions: list[Addition], larger=max) -> dict:
         for name in inputs:
             out[name] = larger(out[name], out[total])
     return out
+
+
+#: A tensor the pass rescales (``rescalable``): its name, the convolution that writes it and
+#: the convolutions that read it (ONNX node names).
+Rescaled = tuple[str, str, tuple[str, ...]]
+
+
+def rescalable(model: onnx.ModelProto) -> list[Rescaled]:
+    """The activations whose scale can become a power of two without being rounded up.
+
+    Why: rounding an activation scale up to a power of two costs up to one bit of resolution,
+    and on a ReLU6 output it cuts the range (6/255 becomes 2**-6: values clip at 4, where the
+    network clips at 6; measured on the float network, clipping the first depthwise output and
+    the last 1x1's at 4 turns 6 of the 84 check images). Convolutions are linear and ReLU6's
+    clip is the file's uint8 range, so a tensor written by one int8 convolution and read only
+    by int8 convolutions can be multiplied by ``alpha = 2**floor(log2 s) / s`` (0.5..1): its
+    writer's weight scales times ``alpha``, its readers' divided by it. Its new scale
+    ``alpha * s`` is a power of two with the same codes; the network computes the same
+    function. Tensors of residual additions (the stream: its scale is shared with ``tie_free``)
+    and 7-bit ones are left to rounding."""
+    arrays = {i.name for i in model.graph.initializer}
+    producers = {o: n for n in model.graph.node for o in n.output}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    stream = {t for total, inputs in residual_additions(model) for t in (total, *inputs)}
+
+    def int8_conv(node: onnx.NodeProto | None) -> bool:
+        if node is None or node.op_type != "Conv" or len(node.input) < 2:
+            return False
+        weight = producers.get(node.input[1])
+        return (
+            weight is not None
+            and weight.op_type == "DequantizeLinear"
+            and (weight.input[0] in arrays)
+        )
+
+    found: list[Rescaled] = []
+    for q in model.graph.node:
+        if q.op_type != "QuantizeLinear" or q.input[0] in arrays or narrow.is_narrowed(q):
+            continue
+        tensor, writer = q.input[0], producers.get(q.input[0])
+        if tensor in stream or writer is None or not int8_conv(writer):
+            continue
+        readers: list[onnx.NodeProto] = []
+        for dq in consumers.get(q.output[0], []):
+            uses = consumers.get(dq.output[0], []) if dq.op_type == "DequantizeLinear" else []
+            if not uses or not all(int8_conv(r) and r.input[0] == dq.output[0] for r in uses):
+                break
+            readers += uses
+        else:
+            if readers:
+                found.append((tensor, writer.name, tuple(r.name for r in readers)))
+    return found
+
+
+def rescale_factor(scale: float) -> float:
+    """``alpha`` of ``rescalable``: what takes ``scale`` down to a power of two (exactly)."""
+    s = float(np.float32(scale))
+    return float(2.0 ** np.floor(np.log2(s))) / s
 
 
 def is_dyadic(scale: np.ndarray | float, bits: int) -> bool:
@@ -216,6 +281,29 @@ def make_dyadic(model: onnx.ModelProto, strict: bool = True) -> dict[str, int]:
     counts = {"activation_scales": 0, "addition_scales": 0, "zero_points": 0, "layers": 0}
     counts["weights_changed"] = 0
     counts["weights_changed"] += _exact_float_stem(model, arrays, producers, strict)
+    # Rescaled tensors first (``rescalable``): their new scales are powers of two already.
+    # The factor each layer's weights take: its output's alpha over its input's.
+    out_alpha: dict[str, float] = {}
+    in_alpha: dict[str, float] = {}
+    counts["rescaled"] = 0
+    for tensor, writer, readers in rescalable(model):
+        quantizer = next(
+            n for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == tensor
+        )
+        alpha = rescale_factor(float(get(quantizer.input[1])))
+        if alpha == 1.0:
+            continue
+        names = {quantizer.input[1]} | {
+            n.input[1]
+            for n in model.graph.node
+            if n.op_type == "DequantizeLinear" and n.input[0] == quantizer.output[0]
+        }
+        for name in names:
+            put(name, (get(name).astype(np.float64) * alpha).astype(np.float32))
+        out_alpha[writer] = alpha
+        for reader in readers:
+            in_alpha[reader] = alpha
+        counts["rescaled"] += 1
     for name in sorted(_activation_scales(model, arrays)):
         old = get(name)
         new = dyadic_ceil(old, ACTIVATION_SCALE_BITS).reshape(old.shape)
@@ -249,6 +337,8 @@ def make_dyadic(model: onnx.ModelProto, strict: bool = True) -> dict[str, int]:
         if x_dq is None or x_dq.op_type != "DequantizeLinear":
             raise SystemExit(f"{layer.name}: int8 weights on a float input; not supported")
         q, scale = get(w_dq.input[0]), get(w_dq.input[1]).astype(np.float64)
+        alpha = out_alpha.get(layer.name, 1.0)
+        scale = scale * (alpha / in_alpha.get(layer.name, 1.0))
         new_scale = dyadic_ceil(scale, WEIGHT_SCALE_BITS).astype(np.float64)
         axis = next((a.i for a in w_dq.attribute if a.name == "axis"), 1) if scale.ndim else 0
         shape = [1] * q.ndim
@@ -264,6 +354,7 @@ def make_dyadic(model: onnx.ModelProto, strict: bool = True) -> dict[str, int]:
         if bias is None or bias.op_type != "DequantizeLinear" or bias.input[0] not in arrays:
             continue
         b, b_scale = get(bias.input[0]).astype(np.float64), get(bias.input[1]).astype(np.float64)
+        b_scale = b_scale * alpha
         new_b_scale = float(get(x_dq.input[1])) * new_scale
         put(bias.input[0], np.round(b * b_scale / new_b_scale).astype(np.int32))
         put(bias.input[1], new_b_scale.astype(np.float32))
@@ -287,7 +378,8 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or args.model
     counts = dyadic_file(args.model, out, args.version)
     print(
-        f"{out}: {counts['activation_scales']} activation scales rounded up to powers of two, "
+        f"{out}: {counts['rescaled']} activations rescaled to powers of two, "
+        f"{counts['activation_scales']} activation scales rounded up to powers of two, "
         f"{counts['addition_scales']} scales around additions tied, "
         f"{counts['zero_points']} zero points of additions made even, "
         f"{counts['layers']} layers' weight scales to {WEIGHT_SCALE_BITS} bits "

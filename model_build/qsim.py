@@ -38,7 +38,14 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from model_build.dyadic import WEIGHT_SCALE_BITS, Addition, even_zero_point, tie_free
+from model_build.dyadic import (
+    WEIGHT_SCALE_BITS,
+    Addition,
+    Rescaled,
+    even_zero_point,
+    rescale_factor,
+    tie_free,
+)
 
 QuantParams = dict[str, tuple[float, int]]
 
@@ -84,18 +91,25 @@ class _FakeQuantWeight(nn.Module):
     """Per-output-channel symmetric int8 rounding with a straight-through gradient.
 
     ``dyadic``: then the scale moves up to 4 significant bits and the integers are rounded
-    again, ``round(q * s / s')``, as ``dyadic-scales`` rewrites the file's weights."""
+    again, ``round(q * s / s')``, as ``dyadic-scales`` rewrites the file's weights.
+    ``ratio``: the factor that pass gives the layer's weight scales before rounding them (its
+    rescaled output's ``alpha`` over its rescaled input's, ``dyadic.rescalable``); the
+    simulation keeps the network unscaled, so it rounds at ``dyadic_ceil(s * r) / r``."""
 
-    def __init__(self, dyadic: bool = False) -> None:
+    def __init__(
+        self, dyadic: bool = False, ratio: Callable[[], float | torch.Tensor] | None = None
+    ) -> None:
         super().__init__()
         self.dyadic = dyadic
+        self.ratio = ratio
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         axes = tuple(range(1, w.ndim))
         scale = w.detach().abs().amax(dim=axes, keepdim=True).clamp_min(1e-12) / 127.0
         q = torch.clamp(torch.round(w / scale), -127, 127)
         if self.dyadic:
-            wide = dyadic_ceil(scale.double(), WEIGHT_SCALE_BITS)
+            r = torch.as_tensor(self.ratio() if self.ratio else 1.0).to(scale).double()
+            wide = dyadic_ceil(scale.double() * r, WEIGHT_SCALE_BITS) / r
             q = torch.clamp(torch.round(q.double() * (scale.double() / wide)), -127, 127)
             q, scale = q.to(w.dtype), wide.to(w.dtype)
         return w + (q * scale - w).detach()
@@ -113,6 +127,14 @@ def pow2(scale: float | torch.Tensor) -> float | torch.Tensor:
     if isinstance(scale, torch.Tensor):
         return scale + (torch.exp2(torch.round(torch.log2(scale))) - scale).detach()
     return float(2.0 ** np.round(np.log2(scale)))
+
+
+def rescaling(scale: float | torch.Tensor) -> float | torch.Tensor:
+    """``dyadic.rescale_factor`` of a (learned) scale; no gradient (it only sets rounding)."""
+    if isinstance(scale, torch.Tensor):
+        s = scale.detach().double()
+        return torch.exp2(torch.floor(torch.log2(s))) / s
+    return rescale_factor(scale)
 
 
 def pow2_floor(value: float) -> float:
@@ -206,16 +228,19 @@ def tensor_bounds(
     narrowed: Sequence[str] = (),
     dyadic: bool = False,
     floors: QuantParams | None = None,
+    rescaled: Sequence[Rescaled] = (),
 ) -> dict[str, Bounds]:
     """``Bounds`` per tensor: caps of the ``calibrated`` scales where known, ``floors`` (the
-    calibrated scales of a post-training file) for the ``narrowed`` tensors where given."""
+    calibrated scales of a post-training file) for the ``narrowed`` tensors where given; the
+    ``rescaled`` tensors of a dyadic file keep any scale (the pass makes it a power of two)."""
     ref = calibrated or {t: (0.0, zp) for t, (_, zp) in params.items()}
     seven = set(narrowed)
+    free = {tensor for tensor, _, _ in rescaled}
     return {
         t: Bounds(
             cap=scale_cap(t, *ref[t], t in seven),
             floor=floors[t][0] if floors is not None and t in seven else 0.0,
-            dyadic=dyadic,
+            dyadic=dyadic and t not in free,
             even=dyadic and t.endswith("Add_output_0"),
         )
         for t in params
@@ -294,6 +319,7 @@ def attach(
     dyadic: bool = False,
     floors: QuantParams | None = None,
     additions: Sequence[Addition] = (),
+    rescaled: Sequence[Rescaled] = (),
 ) -> list[str]:
     """Make ``serving`` (a folded ``ServingModel``, BN already folded) simulate the int8 graph.
 
@@ -307,20 +333,31 @@ def attach(
     ``dyadic``: the file ``dyadic-scales`` makes (power-of-two activation scales, 4-bit weight
     scales); ``floors``: the narrowest scales the ``narrowed`` tensors may take (``Bounds``);
     ``additions``: the file's residual additions, whose scales ``dyadic.tie_free`` ties.
+    ``rescaled``: with ``dyadic``, the tensors the pass rescales (``dyadic.rescalable``): their
+    scales stay free and their writers' and readers' weights round as the pass rounds them.
     Returns the activation tensors that were placed; every key of ``params`` and every float
     node must be found, or the simulation would silently differ from the file (``KeyError``).
     """
     keys = _scale_keys(params)
     seven = set(narrowed)
-    bounds = tensor_bounds(params, params, narrowed, dyadic, floors)
+    bounds = tensor_bounds(params, params, narrowed, dyadic, floors, rescaled)
     if seven - set(params):
         raise KeyError(f"narrowed tensors without parameters: {sorted(seven - set(params))}")
+
+    # Tied scales depend on every tensor's scale: computed once per forward (the cache is
+    # emptied as ``serving`` starts one), not once per hook.
+    tied: dict[str, float | torch.Tensor] = {}
 
     def scale_of(tensor: str) -> float | torch.Tensor:
         if not additions:
             return _scale(serving, keys[tensor], params[tensor][0], bounds[tensor])
-        own = {t: _scale(serving, keys[t], sc, bounds[t]) for t, (sc, _) in params.items()}
-        return _tied(own, additions, seven)[tensor]
+        if not tied:
+            own = {t: _scale(serving, keys[t], sc, bounds[t]) for t, (sc, _) in params.items()}
+            tied.update(_tied(own, additions, seven))
+        return tied[tensor]
+
+    if additions:
+        serving.register_forward_pre_hook(lambda _mod, _inp: tied.clear())
 
     if learn_scales:
         learnable = sorted({k for k in keys.values() if k is not None})
@@ -354,9 +391,33 @@ def attach(
     unknown = float_scopes - set(by_scope)
     if unknown:
         raise KeyError(f"no module for float nodes: {sorted(unknown)}")
+    # Per layer scope: the rescaled tensors it writes (factor alpha) and reads (1 / alpha).
+    sides: dict[str, list[tuple[str, int]]] = {}
+    for tensor, writer, readers in rescaled if dyadic else ():
+        sides.setdefault(writer.rpartition("/")[0], []).append((tensor, 1))
+        for reader in readers:
+            sides.setdefault(reader.rpartition("/")[0], []).append((tensor, -1))
+    unknown = set(sides) - set(by_scope)
+    if unknown:
+        raise KeyError(f"no module for rescaled layers: {sorted(unknown)}")
+
+    def ratio_of(scope: str) -> Callable[[], float | torch.Tensor] | None:
+        if scope not in sides:
+            return None
+
+        def ratio() -> float | torch.Tensor:
+            r: float | torch.Tensor = 1.0
+            for tensor, power in sides[scope]:
+                r = r * rescaling(scale_of(tensor)) ** power
+            return r
+
+        return ratio
+
     for name, mod in serving.named_modules():
-        if isinstance(mod, nn.Conv2d | nn.Linear) and onnx_scope(name) not in float_scopes:
-            parametrize.register_parametrization(mod, "weight", _FakeQuantWeight(dyadic))
+        scope = onnx_scope(name)
+        if isinstance(mod, nn.Conv2d | nn.Linear) and scope not in float_scopes:
+            quant = _FakeQuantWeight(dyadic, ratio_of(scope))
+            parametrize.register_parametrization(mod, "weight", quant)
     return placed
 
 
@@ -375,6 +436,7 @@ def learned_params(
     dyadic: bool = False,
     floors: QuantParams | None = None,
     additions: Sequence[Addition] = (),
+    rescaled: Sequence[Rescaled] = (),
 ) -> QuantParams:
     """``params`` as the simulation used them: learned (``attach(..., learn_scales=True)``),
     within the same ``Bounds``, as the file will hold them (``representable``)."""
@@ -387,7 +449,7 @@ def learned_params(
         )
         for t, (s, zp) in params.items()
     }
-    return representable(current, params, narrowed, dyadic, floors, additions)
+    return representable(current, params, narrowed, dyadic, floors, additions, rescaled)
 
 
 def representable(
@@ -397,11 +459,12 @@ def representable(
     dyadic: bool = False,
     floors: QuantParams | None = None,
     additions: Sequence[Addition] = (),
+    rescaled: Sequence[Rescaled] = (),
 ) -> QuantParams:
     """``params`` as the file will hold them: within ``tensor_bounds`` (ReLU6 outputs capped,
     of the ``calibrated`` scale where known), the pooled tensors given the pooling's
     (``_scale_keys``); the pixels (``Concat``, scale 1) as they are."""
-    bounds = tensor_bounds(params, calibrated, narrowed, dyadic, floors)
+    bounds = tensor_bounds(params, calibrated, narrowed, dyadic, floors, rescaled)
     scales = {t: s if "Concat" in t else float(bounds[t].apply(s)) for t, (s, _) in params.items()}
     scales = _tied(scales, additions, set(narrowed))
     out = {t: (float(scales[t]), zp) for t, (_, zp) in params.items()}

@@ -12,6 +12,7 @@ import onnx
 import pytest
 import torch
 from onnx import numpy_helper
+from torch.nn.utils import parametrize
 
 from media_classifier.inference import identity
 from media_classifier.inference.model import INT8_SCALES_DYADIC, INT8_SCALES_KEY, Model
@@ -23,6 +24,8 @@ from model_build.dyadic import (
     dyadic_file,
     is_dyadic,
     make_dyadic,
+    rescalable,
+    rescale_factor,
     residual_additions,
     tie_free,
 )
@@ -63,12 +66,21 @@ def student(tmp_path_factory: pytest.TempPathFactory) -> dict:
     net, calib, test = tiny(), smooth_images(24, 0), smooth_images(16, 1)
     plain = quantize_int8(export_onnx(net, META, MEAN, STD, tmp / "t.onnx"), tmp / "p.onnx", calib)
     params = qsim.activation_params(plain)
-    additions = residual_additions(onnx.load(str(plain)))
+    scheme = {
+        "dyadic": True,
+        "additions": residual_additions(onnx.load(str(plain))),
+        "rescaled": rescalable(onnx.load(str(plain))),
+    }
     serving = student_model(net, MEAN, STD, SIZE)
-    qsim.attach(serving, params, dyadic=True, additions=additions)
+    qsim.attach(serving, params, **scheme)
     with torch.no_grad():
         simulated = serving(torch.from_numpy(test)).numpy()
-    scales = qsim.learned_params(serving, params, dyadic=True, additions=additions)
+        weights = {
+            qsim.onnx_scope(name): mod.weight.numpy()
+            for name, mod in serving.named_modules()
+            if isinstance(mod, torch.nn.Conv2d) and parametrize.is_parametrized(mod, "weight")
+        }
+    scales = qsim.learned_params(serving, params, **scheme)
     qsim.strip(serving)
     fp32 = export_serving(serving, META, tmp / "s.fp32.onnx")
     stem = conv_prefix(fp32, 1)
@@ -77,7 +89,8 @@ def student(tmp_path_factory: pytest.TempPathFactory) -> dict:
     after = tmp / "d.onnx"
     counts = dyadic_file(before, after, "9.9.9")
     return {"test": test, "simulated": simulated, "before": before, "after": after} | {
-        "counts": counts
+        "counts": counts,
+        "weights": weights,
     }
 
 
@@ -93,11 +106,14 @@ def test_optimized_execution_equals_the_reference_to_the_bit(student: dict) -> N
 
 def test_the_file_computes_what_the_simulation_trained(student: dict) -> None:
     """``distill --dyadic`` trains through this: weights rounded twice, the stem's too (an int8
-    stem there, a float one with int8 values in the file), the padding at whole grey levels."""
+    stem there, a float one with int8 values in the file), the padding at whole grey levels,
+    and the rescaled tensors' scales free, their layers' weights rounded as rescaled."""
     served = Model.load(student["after"]).predict(student["test"])
     assert np.abs(served - student["simulated"]).max() < 0.02
-    # it trained with powers of two, tied around the addition
+    # it trained with powers of two, tied around the addition, and the calibrated scales
+    # (not powers of two) on the tensors the pass rescales
     assert student["counts"]["activation_scales"] == student["counts"]["addition_scales"] == 0
+    assert student["counts"]["rescaled"] >= 1
 
 
 def test_the_file_holds_dyadic_scales_fusable_biases_and_an_integer_stem(student: dict) -> None:
@@ -141,6 +157,56 @@ def test_the_file_holds_dyadic_scales_fusable_biases_and_an_integer_stem(student
     assert np.array_equal(mantissa * 2**11, np.round(mantissa * 2**11))
     pads = [arrays[n.input[0]] for n in model.graph.node if n.op_type == "Expand"]
     assert pads and all(np.array_equal(p, np.round(p)) for p in pads)
+
+
+def test_rescale_factor_takes_a_scale_down_to_a_power_of_two() -> None:
+    rng = np.random.default_rng(1)
+    for s in (10.0 ** rng.uniform(-6, 1, 500)).astype(np.float32):
+        alpha = rescale_factor(float(s))
+        assert 0.5 < alpha <= 1.0
+        assert is_dyadic(np.float32(np.float64(s) * alpha), 1)
+    assert rescale_factor(0.25) == 1.0
+    assert rescale_factor(6 / 255) == pytest.approx(2**-6 * 255 / 6)
+
+
+def test_rescaled_layers_hold_the_simulated_weights_times_alpha(student: dict) -> None:
+    """The writer of a rescaled tensor holds the simulated weights times ``alpha``, its readers
+    divided by it, to the last bit of the rounding (``qsim._FakeQuantWeight``'s ratio)."""
+    before, after = onnx.load(str(student["before"])), onnx.load(str(student["after"]))
+    arrays = {i.name: numpy_helper.to_array(i) for i in after.graph.initializer}
+    producer = {o: n for n in after.graph.node for o in n.output}
+    nodes = {n.name: n for n in after.graph.node}
+    scales = qsim.activation_params(student["before"])
+    checked = 0
+    for tensor, writer, readers in rescalable(before):
+        alpha = rescale_factor(scales[tensor][0])
+        assert alpha < 1.0  # a calibrated scale: the check below would hold without the ratio
+        for layer, factor in [(writer, alpha)] + [(r, 1 / alpha) for r in readers]:
+            dq = producer[nodes[layer].input[1]]
+            q, scale = arrays[dq.input[0]].astype(np.float64), arrays[dq.input[1]]
+            in_file = q * scale.astype(np.float64).reshape(-1, 1, 1, 1)
+            simulated = student["weights"][layer.rpartition("/")[0]].astype(np.float64)
+            np.testing.assert_allclose(in_file, simulated * factor, rtol=1e-6, atol=1e-12)
+            checked += 1
+    assert checked >= 2
+
+
+def test_rescalable_tensors_are_written_and_read_by_int8_convolutions_only(
+    student: dict,
+) -> None:
+    """Inside the blocks (expansions, depthwise outputs), never the residual stream (its scale
+    is tied around the addition) nor the pooled features or the float stem's output."""
+    model = onnx.load(str(student["before"]))
+    found = rescalable(model)
+    nodes = {n.name: n for n in model.graph.node}
+    stream = {t for total, inputs in residual_additions(model) for t in (total, *inputs)}
+    assert found
+    for tensor, writer, readers in found:
+        assert tensor not in stream and tensor.endswith(("Clip_output_0", "Conv_output_0"))
+        assert nodes[writer].op_type == "Conv" and tensor in nodes[writer].output
+        assert readers and all(nodes[r].op_type == "Conv" for r in readers)
+    stem = next(n for n in model.graph.node if n.op_type == "Conv")  # float: not rescaled
+    assert all(writer != stem.name for _, writer, _ in found)
 
 
 def test_float_layers_besides_the_stem_are_refused(tmp_path: Path) -> None:

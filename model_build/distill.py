@@ -262,6 +262,7 @@ def run(args: argparse.Namespace) -> int:
         # leaves the prefix's tensors to rounding (their scales, powers of two, stay put)
         "rescaled": rescalable(init_model) if init_model is not None else [],
     }
+    scheme["lifted"] = qsim.liftable(params, scheme["rescaled"], narrowed) if args.dyadic else []
     qsim.attach(student, params, float_nodes, learn_scales=args.scale_lr > 0, **scheme)
     student.to(dev).eval()  # eval: BN is folded, dropout off; gradients still flow
     for p in teacher.parameters():
@@ -368,6 +369,7 @@ def run(args: argparse.Namespace) -> int:
             "extra_holdout": holdout_id(args.extra) if args.extra is not None else None,
             "float_nodes": float_nodes,
             "narrowed": list(narrowed),
+            "lifted": scheme["lifted"],
             "holdout": held.tolist(),
             "log": log,
             "config": config,

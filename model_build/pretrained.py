@@ -26,7 +26,7 @@ from model_build.latency import compare_latency
 from model_build.narrow import NARROW_KEY, dense_input_quantizers, narrow_file
 from model_build.onnx_export import export_onnx, export_serving, run_onnx, run_torch, session
 from model_build.pair_order import order_file
-from model_build.qsim import activation_params, representable
+from model_build.qsim import activation_params, lift, representable
 from model_build.quantize import conv_prefix, pick_float_layers, quantize_int8, weight_sensitivity
 from model_build.serving import REPO_ROOT, prepare_image
 
@@ -396,6 +396,8 @@ def _try_student(student_path, args, net, backbone, meta, calib_x, trials) -> di
     ckpt = torch.load(student_path, map_location="cpu", weights_only=False)
     student = student_model(net, backbone.mean, backbone.std, SIZE)
     student.load_state_dict(ckpt["state_dict"])
+    lifted = list(ckpt.get("lifted", []))
+    lift(student, lifted)  # the ReLU6 outputs it trained clipped at 8, not 6
     fp32 = export_serving(student, meta, args.fp32_out.with_name("student.fp32.onnx"))
     path = args.out.with_name(f"{args.out.stem}.distilled.onnx")
     floats = list(ckpt.get("float_nodes", []))
@@ -406,7 +408,7 @@ def _try_student(student_path, args, net, backbone, meta, calib_x, trials) -> di
         floats = conv_prefix(fp32, 1)
     # Learned scales (distill --scale-lr) as the file can hold them; a no-op for fixed ones.
     narrowed = list(ckpt.get("narrowed", []))
-    params = representable(ckpt["params"], ckpt.get("calibrated_params"), narrowed)
+    params = representable(ckpt["params"], ckpt.get("calibrated_params"), narrowed, lifted=lifted)
     quantize_int8(fp32, path, calib_x, keep_float=floats, activation_overrides=params)
     written = activation_params(path)
     if dyadic:  # a float stem reads the pixels unquantized (the padding is rounded instead)

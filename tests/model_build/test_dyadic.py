@@ -71,6 +71,7 @@ def student(tmp_path_factory: pytest.TempPathFactory) -> dict:
         "additions": residual_additions(onnx.load(str(plain))),
         "rescaled": rescalable(onnx.load(str(plain))),
     }
+    scheme["lifted"] = qsim.liftable(params, scheme["rescaled"])
     serving = student_model(net, MEAN, STD, SIZE)
     qsim.attach(serving, params, **scheme)
     with torch.no_grad():
@@ -189,6 +190,48 @@ def test_rescaled_layers_hold_the_simulated_weights_times_alpha(student: dict) -
             np.testing.assert_allclose(in_file, simulated * factor, rtol=1e-6, atol=1e-12)
             checked += 1
     assert checked >= 2
+
+
+def test_a_lifted_relu6_output_keeps_a_range_beyond_4(tmp_path: Path) -> None:
+    """The last 1x1's ReLU6 output (read by the pooling, so not rescaled) calibrated near 0..8:
+    lifted, the simulation and the file clip it at 7.97 (2**-5 x 255); not lifted, a power of
+    two caps it at 3.98."""
+    net, calib, test = tiny(), smooth_images(24, 0), smooth_images(16, 1)
+    plain = quantize_int8(
+        export_onnx(net, META, MEAN, STD, tmp_path / "t.onnx"), tmp_path / "p.onnx", calib
+    )
+    params = qsim.activation_params(plain)
+    last = next(t for t in params if "features.2" in t and t.endswith("Clip_output_0"))
+    params[last] = (7.5 / 255, 0)
+    rescaled = rescalable(onnx.load(str(plain)))
+    lifted = qsim.liftable(params, rescaled)
+    assert last in lifted and not {t for t, _, _ in rescaled} & set(lifted)
+    scheme = {"dyadic": True, "rescaled": rescaled}
+    assert qsim.representable(params, params, **scheme)[last][0] == 2**-6
+    scheme |= {"additions": residual_additions(onnx.load(str(plain))), "lifted": lifted}
+    assert qsim.representable(params, params, **scheme)[last][0] == 2**-5
+    serving = student_model(net, MEAN, STD, SIZE)
+    qsim.attach(serving, params, **scheme)
+    with torch.no_grad():
+        simulated = serving(torch.from_numpy(test)).numpy()
+    scales = qsim.learned_params(serving, params, **scheme)
+    qsim.strip(serving)
+    fp32 = export_serving(serving, META, tmp_path / "s.fp32.onnx")
+    graph = onnx.load(str(fp32)).graph
+    clip = next(n for n in graph.node if n.output[0] == last)
+    constants = {i.name: numpy_helper.to_array(i) for i in graph.initializer} | {
+        n.output[0]: numpy_helper.to_array(n.attribute[0].t)
+        for n in graph.node
+        if n.op_type == "Constant"
+    }
+    assert clip.op_type == "Clip" and float(constants[clip.input[2]]) == qsim.LIFTED_MAX
+    int8 = tmp_path / "s.onnx"
+    quantize_int8(fp32, int8, calib, keep_float=conv_prefix(fp32, 1), activation_overrides=scales)
+    dyadic_file(int8, int8, None)
+    assert qsim.activation_params(int8)[last][0] == 2**-5
+    served = Model.load(int8).predict(test)
+    np.testing.assert_array_equal(served, Model.load(int8, reference=True).predict(test))
+    assert np.abs(served - simulated).max() < 0.02
 
 
 def test_rescalable_tensors_are_written_and_read_by_int8_convolutions_only(

@@ -251,17 +251,20 @@ def run(args: argparse.Namespace) -> int:
     teacher = ServingModel(net, backbone.mean, backbone.std).eval().to(dev)
     if args.dyadic and args.init is None:
         raise SystemExit("--dyadic needs --init: its residual additions are read from that file")
-    init_model = onnx.load(str(args.init)) if args.dyadic and args.init is not None else None
+    layout = args.layout or args.init
+    layout_model = onnx.load(str(layout)) if args.dyadic and layout is not None else None
     scheme = {
         "narrowed": narrowed,
         "dyadic": args.dyadic,
         "floors": calibrated if args.floor == "calibrated" else None,
         # tie-free additions (dyadic.tie_free): the file's, by tensor name
-        "additions": residual_additions(init_model) if init_model is not None else [],
-        # rescaled to powers of two (dyadic.rescalable); an init file with a float prefix
-        # leaves the prefix's tensors to rounding (their scales, powers of two, stay put)
-        "rescaled": rescalable(init_model) if init_model is not None else [],
+        "additions": residual_additions(layout_model) if layout_model is not None else [],
+        # rescaled to powers of two (dyadic.rescalable); a layout with a float prefix leaves
+        # the prefix's tensors to rounding (their scales, powers of two, stay put)
+        "rescaled": rescalable(layout_model) if layout_model is not None else [],
     }
+    if any(tensor not in params for tensor, _, _ in scheme["rescaled"]):
+        raise SystemExit(f"{layout}: other activations than the pack's")
     scheme["lifted"] = qsim.liftable(params, scheme["rescaled"], narrowed) if args.dyadic else []
     qsim.attach(student, params, float_nodes, learn_scales=args.scale_lr > 0, **scheme)
     student.to(dev).eval()  # eval: BN is folded, dropout off; gradients still flow
@@ -465,6 +468,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="simulate the file `dyadic-scales` makes: power-of-two activation scales tied "
         "around additions, 4-bit weight scales (its optimized execution computes the "
         "reference's numbers)",
+    )
+    p.add_argument(
+        "--layout",
+        type=Path,
+        default=None,
+        help="with --dyadic: an int8 file with the pack's layers in int8 (e.g. an earlier "
+        "student's) to read the additions and rescaled tensors from; default: --init",
     )
     p.add_argument(
         "--floor",

@@ -253,19 +253,8 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("--dyadic needs --init: its residual additions are read from that file")
     layout = args.layout or args.init
     layout_model = onnx.load(str(layout)) if args.dyadic and layout is not None else None
-    scheme = {
-        "narrowed": narrowed,
-        "dyadic": args.dyadic,
-        "floors": calibrated if args.floor == "calibrated" else None,
-        # tie-free additions (dyadic.tie_free): the file's, by tensor name
-        "additions": residual_additions(layout_model) if layout_model is not None else [],
-        # rescaled to powers of two (dyadic.rescalable); a layout with a float prefix leaves
-        # the prefix's tensors to rounding (their scales, powers of two, stay put)
-        "rescaled": rescalable(layout_model) if layout_model is not None else [],
-    }
-    if any(tensor not in params for tensor, _, _ in scheme["rescaled"]):
-        raise SystemExit(f"{layout}: other activations than the pack's")
-    scheme["lifted"] = qsim.liftable(params, scheme["rescaled"], narrowed) if args.dyadic else []
+    floors = calibrated if args.floor == "calibrated" else None
+    scheme = simulation_scheme(params, narrowed, args.dyadic, floors, layout_model)
     qsim.attach(student, params, float_nodes, learn_scales=args.scale_lr > 0, **scheme)
     student.to(dev).eval()  # eval: BN is folded, dropout off; gradients still flow
     for p in teacher.parameters():
@@ -381,6 +370,33 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"wrote {args.out}")
     return 0
+
+
+def simulation_scheme(
+    params: qsim.QuantParams,
+    narrowed: Sequence[str],
+    dyadic: bool,
+    floors: qsim.QuantParams | None,
+    layout: onnx.ModelProto | None,
+) -> dict:
+    """The keyword arguments of ``qsim.attach`` and ``learned_params`` besides ``params``.
+
+    ``layout``: with ``dyadic``, the int8 file whose residual additions are tied and whose
+    in-block tensors are rescaled (``dyadic.rescalable``); a layout with a float prefix leaves
+    the prefix's tensors to rounding (their scales, powers of two, stay put). The ReLU6 outputs
+    that are not rescaled are lifted (``qsim.lift``)."""
+    additions = residual_additions(layout) if dyadic and layout is not None else []
+    rescaled = rescalable(layout) if dyadic and layout is not None else []
+    if any(tensor not in params for tensor, _, _ in rescaled):
+        raise SystemExit("the layout file has other activations than the pack's")
+    return {
+        "narrowed": list(narrowed),
+        "dyadic": dyadic,
+        "floors": floors,
+        "additions": additions,
+        "rescaled": rescaled,
+        "lifted": qsim.liftable(params, rescaled, narrowed) if dyadic else [],
+    }
 
 
 def holdout_indices(n: int, count: int) -> np.ndarray:

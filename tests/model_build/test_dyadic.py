@@ -17,7 +17,7 @@ from torch.nn.utils import parametrize
 from media_classifier.inference import identity
 from media_classifier.inference.model import INT8_SCALES_DYADIC, INT8_SCALES_KEY, Model
 from model_build import qsim
-from model_build.distill import narrowed_inputs, student_model
+from model_build.distill import narrowed_inputs, simulation_scheme, student_model
 from model_build.dyadic import (
     WEIGHT_SCALE_BITS,
     dyadic_ceil,
@@ -232,6 +232,29 @@ def test_a_lifted_relu6_output_keeps_a_range_beyond_4(tmp_path: Path) -> None:
     served = Model.load(int8).predict(test)
     np.testing.assert_array_equal(served, Model.load(int8, reference=True).predict(test))
     assert np.abs(served - simulated).max() < 0.02
+
+
+def test_distill_reads_the_scheme_from_its_layout_file(student: dict) -> None:
+    """``distill --dyadic --layout FILE``: additions and rescaled tensors come from the file,
+    every other ReLU6 output is lifted; a layout of other activations is refused."""
+    layout = onnx.load(str(student["before"]))
+    params = qsim.activation_params(student["before"])
+    scheme = simulation_scheme(params, [], True, None, layout)
+    assert scheme["additions"] == residual_additions(layout) and scheme["rescaled"]
+    inside = {tensor for tensor, _, _ in scheme["rescaled"]}
+    relu6 = {t for t, (_, zp) in params.items() if t.endswith("Clip_output_0") and zp == 0}
+    assert set(scheme["lifted"]) == relu6 - inside and scheme["lifted"]
+    assert simulation_scheme(params, [], False, None, layout) == {
+        "narrowed": [],
+        "dyadic": False,
+        "floors": None,
+        "additions": [],
+        "rescaled": [],
+        "lifted": [],
+    }
+    fewer = {t: v for t, v in params.items() if t not in inside}
+    with pytest.raises(SystemExit, match="other activations"):
+        simulation_scheme(fewer, [], True, None, layout)
 
 
 def test_rescalable_tensors_are_written_and_read_by_int8_convolutions_only(

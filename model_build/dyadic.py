@@ -44,9 +44,10 @@ which is why a student is trained with the rounded scales (``distill --dyadic``)
 then changes no activation scale of its file. Not so the tensors inside the blocks, written
 and read by int8 convolutions only (``rescalable``): the pass multiplies such a tensor by the
 factor that makes its scale a power of two (its writer's weights by it, its readers' by the
-inverse), so it keeps its resolution and its ReLU6 range; the simulation rounds those layers'
-weights as rescaled and leaves their scales free. Weights and int32 biases are requantized to the
-new scales: ``round(q * s / s')`` (a weight only shrinks, so ``pair-order``'s bound holds).
+inverse), so it keeps its resolution and its ReLU6 range; the simulation rounds those
+layers' weights as rescaled and leaves their scales free. Weights and int32 biases are
+requantized to the new scales: ``round(q * s / s')`` (a weight only shrinks, so
+``pair-order``'s bound holds).
 
 The file says so in ``metadata_props["int8_scales"] = "dyadic"``.
 

@@ -15,7 +15,9 @@ will meet. The simulation mirrors ``quantize.quantize_int8``'s QDQ model:
 Optionally (``learn_scales``) the activation scales are trained too (LSQ), within what the file
 can express. ``dyadic`` simulates the file ``dyadic-scales`` makes: power-of-two activation
 scales (rounded in the log domain, straight through), weight scales moved up to 4 significant
-bits with the integers rounded a second time, even zero points after residual additions.
+bits with the integers rounded a second time, even zero points after residual additions;
+there the tensors ``dyadic.rescalable`` names keep free scales (the pass rescales them, and
+their layers' weights round as rescaled) and the other ReLU6 outputs are ``lift``-ed.
 ``narrowed`` tensors are those ``narrow-inputs`` will give 7 bits (the inputs of dense layers):
 simulated with twice the scale and half the zero point, as the file will hold
 them, while the parameters kept are the 8-bit ones the quantizer writes before narrowing.
@@ -164,9 +166,9 @@ SCALES = "act_log_scales"
 RELU6_MAX = 6.0
 #: A dyadic file cannot clip a ReLU6 output at 6: its power-of-two scales put the top of the
 #: uint8 range at 3.98 (2**-6 x 255) or 7.97 (2**-5 x 255). Rescaling (``dyadic.rescalable``)
-#: keeps 6 inside the blocks; the other ReLU6 outputs (the stem's, the last 1x1's, read by float
-#: layers or the pooling) are "lifted" instead: the student clips them at 8, so their range may
-#: reach 7.97 and the file's uint8 range does the clipping. Measured on the float network: the
+#: keeps 6 inside the blocks; the other ReLU6 outputs (the float stem's, the last 1x1's, read
+#: by the pooling) are "lifted" instead: the student clips them at 8, so their range may reach
+#: 7.97 and the file's uint8 range does the clipping. Measured on the float network: the
 #: last 1x1 clipped at 4 turns 2 of the 84 check images (KL 0.0074), clipped at 8 none (0.0003).
 LIFTED_MAX = 8.0
 

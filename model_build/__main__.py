@@ -20,6 +20,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "model_build.extra_images",
         "unlabelled photos for distillation, from Debian packages (apt-get download)",
     ),
+    "dyadic-finetune": (
+        "model_build.dyadic_finetune",
+        "fine-tune an int8 classifier through the dyadic-scales simulation; write its file",
+    ),
     "distill": (
         "model_build.distill",
         "quantization-aware distillation of the ImageNet model (GPU; see export-pretrained)",

@@ -1,0 +1,212 @@
+"""``dyadic-finetune``: fine-tune a trained int8 classifier through the ``dyadic-scales``
+simulation on its labelled training images, and write its dyadic file.
+
+Why: ``dyadic-scales`` after the fact makes a file whose optimized execution computes the
+reference's numbers on every CPU, but its rounding costs accuracy (the Fashion-MNIST file:
+95.29 % -> 94.66 % test top-1, goal 95.0 %). A short fine-tune through a simulation of exactly
+that file (``qsim.attach(..., dyadic=True)``: power-of-two scales tied around additions,
+rescaled in-block tensors, 4-bit weight scales, lifted ReLU6 outputs) wins it back: the
+network learns the rounding it will meet. Unlike ``distill`` (the ImageNet model: a float
+teacher from torchvision, unlabelled photos), this reads any file ``train`` + ``export`` made
+and the dataset it was trained on; the target is the labels plus the file's own float twin
+(its dequantized weights, before any rounding), so the fine-tune stays near what was shipped.
+
+The file's weights are read back by layer order (``train``'s export names BatchNorm-folded
+convolutions by export order, ``onnx::Conv_545``), each shape checked against the network
+rebuilt from ``--backbone``; its activations by tensor name, which follow module paths.
+
+    python -m model_build dyadic-finetune --model FILE --data fashion-mnist --out NEW \\
+        --version 1.2.0 [--steps 300 --batch 32 --lr 1e-4 --images 8000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+import torch.nn.functional as F
+from onnx import numpy_helper
+from torch import nn
+
+from model_build import qsim
+from model_build.backbones import BACKBONES, get_backbone
+from model_build.contract import ModelMeta
+from model_build.data import Split, limit_per_class, open_dataset, prepare_split
+from model_build.distill import simulation_scheme
+from model_build.dyadic import dyadic_file
+from model_build.narrow import is_narrowed, narrow_file
+from model_build.onnx_export import export_serving
+from model_build.quantize import quantize_int8
+from model_build.wrapper import ServingModel
+
+#: Weight of the labels' cross-entropy next to the KL to the float twin.
+LABEL_WEIGHT = 0.5
+
+
+def _dequantized(arrays: dict[str, np.ndarray], producers: dict, name: str) -> np.ndarray:
+    """The float value a layer input ``name`` holds: an initializer or a DequantizeLinear of
+    one (per-channel scales on axis 0)."""
+    node = producers.get(name)
+    if node is None or node.op_type != "DequantizeLinear":
+        return arrays[name]
+    q, scale, zero = (arrays[i].astype(np.float64) for i in node.input[:3])
+    shape = [-1] + [1] * (q.ndim - 1) if scale.ndim else []
+    return ((q - zero.reshape(shape)) * scale.reshape(shape)).astype(np.float32)
+
+
+def load_network(
+    model: onnx.ModelProto, net: nn.Module, mean, std
+) -> tuple[ServingModel, qsim.QuantParams, list[str]]:
+    """The serving network of ``model`` (BatchNorm folded) with its dequantized weights, its
+    activations' 8-bit parameters (a 7-bit tensor's restored, as ``qsim`` takes them) and the
+    7-bit tensors."""
+    serving = qsim.fold_batchnorm(ServingModel(copy.deepcopy(net).eval(), mean, std).eval())
+    arrays = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    producers = {o: n for n in model.graph.node for o in n.output}
+    layers = [n for n in model.graph.node if n.op_type in ("Conv", "Gemm")]
+    modules = [m for m in serving.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+    if len(layers) != len(modules):
+        raise SystemExit(f"{len(layers)} layers in the file, {len(modules)} in the network")
+    with torch.no_grad():
+        for node, module in zip(layers, modules, strict=True):
+            weight, bias = (_dequantized(arrays, producers, name) for name in node.input[1:3])
+            if tuple(module.weight.shape) != weight.shape or module.bias is None:
+                raise SystemExit(f"{node.name}: not this network ({weight.shape})")
+            module.weight.copy_(torch.from_numpy(weight))
+            module.bias.copy_(torch.from_numpy(bias))
+    params: qsim.QuantParams = {}
+    seven: list[str] = []
+    for q in model.graph.node:
+        if q.op_type != "QuantizeLinear" or q.input[0] in arrays:
+            continue
+        scale, zero = float(arrays[q.input[1]]), int(arrays[q.input[2]])
+        if is_narrowed(q):
+            seven.append(q.input[0])
+            scale, zero = scale / 2, zero * 2
+        params[q.input[0]] = (scale, zero)
+    return serving, params, seven
+
+
+def finetune(
+    serving: ServingModel,
+    params: qsim.QuantParams,
+    scheme: dict,
+    images: np.ndarray,
+    labels: np.ndarray,
+    steps: int,
+    batch: int,
+    lr: float,
+    seed: int = 0,
+) -> qsim.QuantParams:
+    """Train ``serving`` through the simulation (in place; stripped afterwards); returns the
+    learned activation parameters as the file will hold them."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    twin = copy.deepcopy(serving).eval()
+    for p in twin.parameters():
+        p.requires_grad_(False)
+    qsim.attach(serving, params, learn_scales=True, **scheme)
+    scales = list(getattr(serving, qsim.SCALES).values())
+    weights = [p for p in serving.parameters() if all(p is not s for s in scales)]
+    opt = torch.optim.SGD(weights, lr=lr, momentum=0.9)
+    scale_opt = torch.optim.Adam(scales, lr=1e-3)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1))
+    y = torch.from_numpy(labels.astype(np.int64))
+    start = time.time()
+    for step in range(steps):
+        pick = rng.integers(0, len(images), batch)
+        x = torch.from_numpy(images[pick])
+        with torch.no_grad():
+            target = twin(x)
+        probs = serving(x)
+        loss = qsim.kl_to(target, probs) + LABEL_WEIGHT * F.nll_loss(
+            torch.log(probs.clamp_min(1e-12)), y[pick]
+        )
+        opt.zero_grad()
+        scale_opt.zero_grad()
+        loss.backward()
+        opt.step()
+        scale_opt.step()
+        sched.step()
+        if step % 50 == 0 or step == steps - 1:
+            print(
+                json.dumps(
+                    {
+                        "step": step,
+                        "loss": round(float(loss.detach()), 4),
+                        "seconds": round(time.time() - start),
+                    }
+                ),
+                flush=True,
+            )
+    learned = qsim.learned_params(serving, params, **scheme)
+    qsim.strip(serving)
+    return learned
+
+
+def write_file(
+    serving: ServingModel,
+    learned: qsim.QuantParams,
+    narrowed: list[str],
+    meta: ModelMeta,
+    calibration: np.ndarray,
+    out: Path,
+) -> dict[str, int]:
+    """Export, quantize with the learned scales, narrow the same tensors, ``dyadic-scales``;
+    refuses a file whose activation scales the pass would move (not what was trained)."""
+    fp32 = export_serving(serving, meta, out.with_suffix(".fp32.onnx"))
+    quantize_int8(fp32, out, calibration, activation_overrides=learned)
+    fp32.unlink()
+    if narrowed:
+        narrow_file(out, out, None, set(narrowed))
+    counts = dyadic_file(out, out, meta.version)
+    if counts["activation_scales"] or counts["addition_scales"]:
+        raise RuntimeError(f"{out}: activation scales other than the fine-tune trained with")
+    return counts
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", type=Path, required=True, help="int8 file made by train + export")
+    p.add_argument("--data", default="fashion-mnist", help="dataset it was trained on")
+    p.add_argument("--out", type=Path, required=True, help="dyadic file to write")
+    p.add_argument("--version", required=True, help="version of the new file")
+    p.add_argument("--backbone", default="mobilenet_v2", choices=sorted(BACKBONES))
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-4, help="SGD (momentum 0.9) learning rate")
+    p.add_argument("--images", type=int, default=800, help="training images per class")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Fine-tune, write, say what changed."""
+    model = onnx.load(str(args.model))
+    props = {p.key: p.value for p in model.metadata_props}
+    labels_text = tuple(json.loads(props["labels"]))
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    size = (dims[1].dim_value, dims[2].dim_value)
+    meta = ModelMeta(props["name"], args.version, labels_text, props["resize"], size)
+    backbone = get_backbone(args.backbone)
+    net = backbone.skeleton(len(labels_text), size[0]).eval()
+    serving, params, narrowed = load_network(model, net, backbone.mean, backbone.std)
+    data = open_dataset(args.data)
+    keep = limit_per_class(data.train.labels, args.images, args.seed)
+    split = Split(
+        labels=data.train.labels[keep],
+        arrays=None if data.train.arrays is None else data.train.arrays[keep],
+        files=None if data.train.files is None else [data.train.files[i] for i in keep],
+    )
+    images = prepare_split(split, size, meta.resize)
+    scheme = simulation_scheme(params, narrowed, True, None, model)
+    learned = finetune(
+        serving, params, scheme, images, split.labels, args.steps, args.batch, args.lr, args.seed
+    )
+    counts = write_file(serving, learned, narrowed, meta, images[:64], args.out)
+    print(f"{args.out}: {counts['rescaled']} activations rescaled, {counts['layers']} layers")
+    return 0

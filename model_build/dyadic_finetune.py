@@ -39,9 +39,9 @@ from model_build.backbones import BACKBONES, get_backbone
 from model_build.contract import ModelMeta
 from model_build.data import Split, limit_per_class, open_dataset, prepare_split
 from model_build.distill import simulation_scheme
-from model_build.dyadic import dyadic_file
-from model_build.narrow import is_narrowed, narrow_file
+from model_build.narrow import is_narrowed
 from model_build.onnx_export import export_serving
+from model_build.pretrained import make_exact
 from model_build.quantize import quantize_int8
 from model_build.wrapper import ServingModel
 
@@ -157,18 +157,16 @@ def write_file(
     meta: ModelMeta,
     calibration: np.ndarray,
     out: Path,
-) -> dict[str, int]:
-    """Export, quantize with the learned scales, narrow the same tensors, ``dyadic-scales``;
-    refuses a file whose activation scales the pass would move (not what was trained)."""
+) -> Path:
+    """Export, quantize with the learned scales, then what ``export-pretrained`` does with a
+    dyadic student (``make_exact``: the same tensors narrowed, ``dyadic-scales``,
+    ``pair-order`` where 8-bit dense inputs remain); refuses a file whose activation scales the
+    pass would move (not what was trained)."""
     fp32 = export_serving(serving, meta, out.with_suffix(".fp32.onnx"))
     quantize_int8(fp32, out, calibration, activation_overrides=learned)
     fp32.unlink()
-    if narrowed:
-        narrow_file(out, out, None, set(narrowed))
-    counts = dyadic_file(out, out, meta.version)
-    if counts["activation_scales"] or counts["addition_scales"]:
-        raise RuntimeError(f"{out}: activation scales other than the fine-tune trained with")
-    return counts
+    make_exact(out, out, narrowed, dyadic=True)
+    return out
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -207,6 +205,10 @@ def run(args: argparse.Namespace) -> int:
     learned = finetune(
         serving, params, scheme, images, split.labels, args.steps, args.batch, args.lr, args.seed
     )
-    counts = write_file(serving, learned, narrowed, meta, images[:64], args.out)
-    print(f"{args.out}: {counts['rescaled']} activations rescaled, {counts['layers']} layers")
+    write_file(serving, learned, narrowed, meta, images[:64], args.out)
+    marks = {p.key: p.value for p in onnx.load(str(args.out)).metadata_props}
+    print(
+        f"{args.out}: {meta.name} {meta.version}, sha {marks['sha']}, {len(scheme['rescaled'])} "
+        f"activations rescaled, {len(narrowed)} dense inputs at 7 bits"
+    )
     return 0

@@ -331,11 +331,11 @@ def _comparable(current: Path, narrowed: list[str], dyadic: bool = False) -> Pat
         return out
     # A yardstick only: a post-training file may keep layers that no order makes safe (an int8
     # stem), which does not change its divergence on this CPU.
-    _make_exact(current, out, narrowed, strict=False, dyadic=dyadic)
+    make_exact(current, out, narrowed, strict=False, dyadic=dyadic)
     return out
 
 
-def _make_exact(
+def make_exact(
     src: Path, out: Path, narrowed: list[str], strict: bool = True, dyadic: bool = False
 ) -> list[str]:
     """``narrow-inputs`` on the ``narrowed`` dense inputs; ``dyadic-scales`` (``dyadic``);
@@ -420,7 +420,7 @@ def _try_student(student_path, args, net, backbone, meta, calib_x, trials) -> di
     # Trained for 7-bit dense inputs: the file gets them (narrow-inputs), the very same ones;
     # trained with dyadic scales: the file gets them (its activation scales already are).
     if narrowed:
-        done = _make_exact(path, path, narrowed, dyadic=dyadic)
+        done = make_exact(path, path, narrowed, dyadic=dyadic)
         if sorted(done) != _dense_outputs(path, narrowed):
             raise RuntimeError("the student trained with other dense inputs than its file has")
     elif dyadic:

@@ -32,7 +32,7 @@ from model_build.dyadic import (
 from model_build.narrow import dense_input_quantizers
 from model_build.onnx_export import export_onnx, export_serving
 from model_build.pair_order import order_file, unsafe_layers
-from model_build.pretrained import _make_exact
+from model_build.pretrained import make_exact
 from model_build.quantize import conv_prefix, quantize_int8
 
 from .tiny_mobile import MEAN, META, SIZE, STD, smooth_images, tiny
@@ -366,8 +366,8 @@ def test_export_makes_a_7_bit_dyadic_student_file_without_moving_its_scales(
         return quantize_int8(fp32, out, calib, keep_float=stem, activation_overrides=scales)
 
     path = student_file("tied", additions)
-    _make_exact(path, path, seven, dyadic=True)
+    make_exact(path, path, seven, dyadic=True)
     assert identity.metadata(path.read_bytes())[INT8_SCALES_KEY] == INT8_SCALES_DYADIC
     untied = student_file("untied", [])
     with pytest.raises(RuntimeError, match="other than the student trained with"):
-        _make_exact(untied, untied, seven, dyadic=True)
+        make_exact(untied, untied, seven, dyadic=True)

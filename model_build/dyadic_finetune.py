@@ -16,7 +16,7 @@ convolutions by export order, ``onnx::Conv_545``), each shape checked against th
 rebuilt from ``--backbone``; its activations by tensor name, which follow module paths.
 
     python -m model_build dyadic-finetune --model FILE --data fashion-mnist --out NEW \\
-        --version 1.2.0 [--steps 300 --batch 32 --lr 1e-4 --images 8000]
+        --version 1.2.0 [--steps 600 --batch 32 --lr 1e-4 --images 800]
 """
 
 from __future__ import annotations
@@ -182,7 +182,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="dyadic file to write")
     p.add_argument("--version", required=True, help="version of the new file")
     p.add_argument("--backbone", default="mobilenet_v2", choices=sorted(BACKBONES))
-    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--steps", type=int, default=600)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-4, help="SGD (momentum 0.9) learning rate")
     p.add_argument("--images", type=int, default=800, help="training images per class")

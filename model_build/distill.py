@@ -113,15 +113,8 @@ def init_from_file(student: nn.Module, path: Path) -> tuple[qsim.QuantParams, st
     values = {name: a for name, a in arrays.items() if a.dtype == np.float32}
     for node in model.graph.node:
         if node.op_type == "DequantizeLinear" and node.input[0] in arrays:
-            q, scale, zero = (arrays[i] for i in node.input[:3])
-            axis = next((a.i for a in node.attribute if a.name == "axis"), 1) if scale.ndim else 0
-            shape = [1] * q.ndim
-            if scale.ndim:
-                shape[axis % q.ndim] = -1
-            real = (q.astype(np.float64) - zero.reshape(shape)) * scale.reshape(shape)
-            values[node.output[0].removesuffix("_DequantizeLinear_Output")] = real.astype(
-                np.float32
-            )
+            name = node.output[0].removesuffix("_DequantizeLinear_Output")
+            values[name] = dequantized(arrays, node)
     state = student.state_dict()
     missing = [k for k in state if k.startswith("net.") and k not in values]
     if missing:
@@ -130,15 +123,35 @@ def init_from_file(student: nn.Module, path: Path) -> tuple[qsim.QuantParams, st
         {k: torch.from_numpy(values[k]) if k in values else v for k, v in state.items()}
     )
     sha = {p.key: p.value for p in model.metadata_props}.get("sha")
-    # A narrowed file holds its 7-bit tensors' parameters; the simulation takes the 8-bit ones
-    seven = {
-        q.input[0] for q in model.graph.node if q.op_type == "QuantizeLinear" and is_narrowed(q)
-    }
-    params = {
-        t: (s / 2, zp * 2) if t in seven else (s, zp)
-        for t, (s, zp) in qsim.activation_params(path).items()
-    }
-    return params, sha
+    return restored_params(model)[0], sha
+
+
+def dequantized(arrays: dict[str, np.ndarray], node: onnx.NodeProto) -> np.ndarray:
+    """The float value a DequantizeLinear of an initializer holds (per-channel on its axis)."""
+    q, scale, zero = (arrays[i] for i in node.input[:3])
+    axis = next((a.i for a in node.attribute if a.name == "axis"), 1) if scale.ndim else 0
+    shape = [1] * q.ndim
+    if scale.ndim:
+        shape[axis % q.ndim] = -1
+    real = (q.astype(np.float64) - zero.reshape(shape)) * scale.reshape(shape)
+    return real.astype(np.float32)
+
+
+def restored_params(model: onnx.ModelProto) -> tuple[qsim.QuantParams, list[str]]:
+    """The file's activation parameters as the simulation takes them, and its 7-bit tensors: a
+    narrowed file holds their 7-bit parameters, the simulation the 8-bit ones."""
+    arrays = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    params: qsim.QuantParams = {}
+    seven: list[str] = []
+    for q in model.graph.node:
+        if q.op_type != "QuantizeLinear" or q.input[0] in arrays:
+            continue
+        scale, zero = float(arrays[q.input[1]]), int(arrays[q.input[2]])
+        if is_narrowed(q):
+            seven.append(q.input[0])
+            scale, zero = scale / 2, zero * 2
+        params[q.input[0]] = (scale, zero)
+    return params, seven
 
 
 def read_pack(path: Path) -> Pack:

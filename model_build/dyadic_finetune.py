@@ -38,8 +38,7 @@ from model_build import qsim
 from model_build.backbones import BACKBONES, get_backbone
 from model_build.contract import ModelMeta
 from model_build.data import Split, limit_per_class, open_dataset, prepare_split
-from model_build.distill import simulation_scheme
-from model_build.narrow import is_narrowed
+from model_build.distill import dequantized, restored_params, simulation_scheme
 from model_build.onnx_export import export_serving
 from model_build.pretrained import make_exact
 from model_build.quantize import quantize_int8
@@ -47,17 +46,6 @@ from model_build.wrapper import ServingModel
 
 #: Weight of the labels' cross-entropy next to the KL to the float twin.
 LABEL_WEIGHT = 0.5
-
-
-def _dequantized(arrays: dict[str, np.ndarray], producers: dict, name: str) -> np.ndarray:
-    """The float value a layer input ``name`` holds: an initializer or a DequantizeLinear of
-    one (per-channel scales on axis 0)."""
-    node = producers.get(name)
-    if node is None or node.op_type != "DequantizeLinear":
-        return arrays[name]
-    q, scale, zero = (arrays[i].astype(np.float64) for i in node.input[:3])
-    shape = [-1] + [1] * (q.ndim - 1) if scale.ndim else []
-    return ((q - zero.reshape(shape)) * scale.reshape(shape)).astype(np.float32)
 
 
 def load_network(
@@ -75,21 +63,15 @@ def load_network(
         raise SystemExit(f"{len(layers)} layers in the file, {len(modules)} in the network")
     with torch.no_grad():
         for node, module in zip(layers, modules, strict=True):
-            weight, bias = (_dequantized(arrays, producers, name) for name in node.input[1:3])
+            weight, bias = (
+                arrays[name] if name in arrays else dequantized(arrays, producers[name])
+                for name in node.input[1:3]
+            )
             if tuple(module.weight.shape) != weight.shape or module.bias is None:
                 raise SystemExit(f"{node.name}: not this network ({weight.shape})")
             module.weight.copy_(torch.from_numpy(weight))
             module.bias.copy_(torch.from_numpy(bias))
-    params: qsim.QuantParams = {}
-    seven: list[str] = []
-    for q in model.graph.node:
-        if q.op_type != "QuantizeLinear" or q.input[0] in arrays:
-            continue
-        scale, zero = float(arrays[q.input[1]]), int(arrays[q.input[2]])
-        if is_narrowed(q):
-            seven.append(q.input[0])
-            scale, zero = scale / 2, zero * 2
-        params[q.input[0]] = (scale, zero)
+    params, seven = restored_params(model)
     return serving, params, seven
 
 

@@ -34,7 +34,7 @@ from onnx import numpy_helper
 from torch import nn
 from torch.nn.utils import parametrize
 
-from model_build import qsim
+from model_build import exact_float, qsim
 from model_build.augment import AugmentConfig
 from model_build.augment import augment as batch_augment
 from model_build.backbones import get_backbone
@@ -269,6 +269,11 @@ def run(args: argparse.Namespace) -> int:
     floors = calibrated if args.floor == "calibrated" else None
     scheme = simulation_scheme(params, narrowed, args.dyadic, floors, layout_model)
     qsim.attach(student, params, float_nodes, learn_scales=args.scale_lr > 0, **scheme)
+    held = holdout_indices(len(calib), args.holdout)
+    train = np.setdiff1d(np.arange(len(calib)), held)
+    prefix = exact_prefix(layout_model, calib[train]) if float_nodes else None
+    if prefix is not None:
+        qsim.attach_exact_prefix(student, prefix, exact_float.roundings(layout_model, prefix))
     student.to(dev).eval()  # eval: BN is folded, dropout off; gradients still flow
     for p in teacher.parameters():
         p.requires_grad_(False)
@@ -299,8 +304,6 @@ def run(args: argparse.Namespace) -> int:
     # steps; an exponential average of the trajectory is the smoother point to round.
     averaged = trainable + scales
     ema = [p.detach().clone() for p in averaged] if args.ema > 0 else []
-    held = holdout_indices(len(calib), args.holdout)
-    train = np.setdiff1d(np.arange(len(calib)), held)
     pool, stamps = sources[train], None
     if args.extra is not None:  # more unlabelled photos: stamps to paste, background tiles
         extra_stamps, backgrounds = read_extra(args.extra)
@@ -375,6 +378,7 @@ def run(args: argparse.Namespace) -> int:
             "float_nodes": float_nodes,
             "narrowed": list(narrowed),
             "lifted": scheme["lifted"],
+            "exact_prefix": prefix,
             "holdout": held.tolist(),
             "log": log,
             "config": config,
@@ -410,6 +414,15 @@ def simulation_scheme(
         "rescaled": rescaled,
         "lifted": qsim.liftable(params, rescaled, narrowed) if dyadic else [],
     }
+
+
+def exact_prefix(layout: onnx.ModelProto | None, images: np.ndarray) -> exact_float.Plan | None:
+    """With ``--dyadic`` and a float prefix: the plan ``exact_float`` makes it exact by, from
+    the layout file on the training images (its ranges and bits; the exported file gets the
+    same plan from the checkpoint)."""
+    if layout is None or len(exact_float.float_convolutions(layout)) <= 1:
+        return None
+    return exact_float.plan(layout, images)
 
 
 def holdout_indices(n: int, count: int) -> np.ndarray:

@@ -20,13 +20,16 @@ point where the reference rounds the value and then adds it; half to even agrees
 zero point is even, so an addition's output gets an even one (one step of offset, at most).
 Float layers compute alike only if their float sums are exact too, or ONNX Runtime's blocked
 (NCHWc) kernels, which sum in another order than the reference's, round differently. So the
-one float convolution such a file may keep is the stem, which reads the pixels themselves
+simplest float convolution such a file may keep is the stem, which reads the pixels themselves
 (integers): its weights are rounded to int8 steps of a dyadic per-channel scale (what an int8
 stem would hold) and its bias to the same steps, the pixel padding its ``Expand`` constants
 write to whole grey levels; every product and every sum is then exact in float32 in any
 order. Why a float stem and not an int8 one: the stem's 3x3 window fixes which weights the
 AVX2 U8S8 kernels pair, so no channel order (``pair-order``) can keep 8-bit pixels from
 saturating them; the float stem computes the int8 stem's numbers without those kernels.
+A longer float prefix (the ImageNet file's six convolutions) is made exact the same way by
+``exact_float``, given its plan: the tensors between its layers quantized on power-of-two
+steps (8-12 bits), its weights widened to what keeps every sum within float32's 24 bits.
 
 On ARM64 too, with one more condition: ONNX Runtime's NEON addition works in fixed point and
 rounds ties away from zero, and with power-of-two scales ties are frequent (without it, 38,747
@@ -64,7 +67,7 @@ import onnx
 from onnx import numpy_helper
 
 from media_classifier.inference.model import INT8_SCALES_DYADIC, INT8_SCALES_KEY
-from model_build import narrow
+from model_build import exact_float, narrow
 from model_build.stamp import stamp
 
 #: Significant bits of a weight scale (the leading one included): 8 steps per octave. More bits
@@ -204,32 +207,38 @@ def _activation_scales(model: onnx.ModelProto, arrays: dict[str, onnx.TensorProt
     }
 
 
-def _float_convolutions(model: onnx.ModelProto, arrays: dict[str, onnx.TensorProto]) -> list:
-    """Convolutions whose weights are float initializers, in graph order."""
-    return [
-        n
-        for n in model.graph.node
-        if n.op_type == "Conv"
-        and n.input[1] in arrays
-        and arrays[n.input[1]].data_type == onnx.TensorProto.FLOAT
-    ]
-
-
 def _exact_float_stem(
-    model: onnx.ModelProto, arrays: dict[str, onnx.TensorProto], producers: dict, strict: bool
+    model: onnx.ModelProto,
+    arrays: dict[str, onnx.TensorProto],
+    producers: dict,
+    strict: bool,
+    prefix: exact_float.Plan | None = None,
 ) -> int:
     """Give a float stem int8-valued weights and bias and whole-grey-level padding (see the
-    module docstring); refuse any other float convolution (``strict``; else leave them, and
-    the stem, as they are). Returns the weights changed."""
-    floats = _float_convolutions(model, arrays)
+    module docstring). Other float convolutions: with a ``prefix`` plan, a float prefix
+    computed alike by both executions (``exact_float``); without, refused (``strict``; else
+    left, and the stem, as they are). Returns the weights changed."""
+    floats = exact_float.float_convolutions(model)
     first = next((n for n in model.graph.node if n.op_type == "Conv"), None)
     others = [n.name for n in floats if n is not first]
+    if others and prefix is not None:
+        before = {n.input[1]: numpy_helper.to_array(arrays[n.input[1]]) for n in floats}
+        made = exact_float.rewrite(model, prefix)
+        if strict and made < len(floats):
+            raise SystemExit(f"{len(floats) - made} float convolutions read float tensors")
+        whole_grey_padding(arrays, producers, first)
+        after = {i.name: i for i in model.graph.initializer}
+        return sum(
+            int((numpy_helper.to_array(after[name]) != value).sum())
+            for name, value in before.items()
+        )
     if others and not strict:
         return 0
     if others:
         raise SystemExit(
             f"float convolutions besides the stem ({', '.join(others)}): their float sums "
-            "depend on ONNX Runtime's kernels; quantize them (distill without a float prefix)"
+            "depend on ONNX Runtime's kernels; quantize them (distill without a float prefix) "
+            "or make them exact (``exact_float``)"
         )
     if not floats:
         return 0
@@ -249,8 +258,16 @@ def _exact_float_stem(
         steps = wide.ravel()
         new_b = (np.round(b / steps) * steps).astype(np.float32)
         arrays[stem.input[2]].CopyFrom(numpy_helper.from_array(new_b, stem.input[2]))
-    # the padding: constants expanded into the stem's input (``wrapper.MeanPad``)
-    pending, seen = [stem.input[0]], set()
+    whole_grey_padding(arrays, producers, stem)
+    return changed
+
+
+def whole_grey_padding(
+    arrays: dict[str, onnx.TensorProto], producers: dict, stem: onnx.NodeProto | None
+) -> None:
+    """Round the padding constants expanded into the stem's input (``wrapper.MeanPad``) to
+    whole grey levels, so the stem reads integers only."""
+    pending, seen = [stem.input[0]] if stem is not None else [], set()
     while pending:
         node = producers.get(pending.pop())
         if node is None or node.name in seen:
@@ -262,14 +279,16 @@ def _exact_float_stem(
                 arrays[name].CopyFrom(numpy_helper.from_array(np.round(value), name))
             else:
                 pending.append(name)
-    return changed
 
 
-def make_dyadic(model: onnx.ModelProto, strict: bool = True) -> dict[str, int]:
+def make_dyadic(
+    model: onnx.ModelProto, strict: bool = True, prefix: exact_float.Plan | None = None
+) -> dict[str, int]:
     """Rewrite ``model`` in place (see the module docstring); returns what changed, counted.
 
-    ``strict=False``: a file with float layers besides the stem keeps them (it is then not
-    exact: a yardstick to compare a dyadic student with, never to ship)."""
+    ``prefix``: a float prefix is made exact under that plan (``exact_float``).
+    ``strict=False`` without them: a file with float layers besides the stem keeps them (it
+    is then not exact: a yardstick to compare a dyadic student with, never to ship)."""
     arrays = {i.name: i for i in model.graph.initializer}
     producers = {o: n for n in model.graph.node for o in n.output}
 
@@ -281,7 +300,9 @@ def make_dyadic(model: onnx.ModelProto, strict: bool = True) -> dict[str, int]:
 
     counts = {"activation_scales": 0, "addition_scales": 0, "zero_points": 0, "layers": 0}
     counts["weights_changed"] = 0
-    counts["weights_changed"] += _exact_float_stem(model, arrays, producers, strict)
+    counts["weights_changed"] += _exact_float_stem(model, arrays, producers, strict, prefix)
+    arrays = {i.name: i for i in model.graph.initializer}
+    producers = {o: n for n in model.graph.node for o in n.output}
     # Rescaled tensors first (``rescalable``): their new scales are powers of two already.
     # The factor each layer's weights take: its output's alpha over its input's.
     out_alpha: dict[str, float] = {}
@@ -362,10 +383,16 @@ def make_dyadic(model: onnx.ModelProto, strict: bool = True) -> dict[str, int]:
     return counts
 
 
-def dyadic_file(src: Path, out: Path, version: str | None, strict: bool = True) -> dict[str, int]:
+def dyadic_file(
+    src: Path,
+    out: Path,
+    version: str | None,
+    strict: bool = True,
+    prefix: exact_float.Plan | None = None,
+) -> dict[str, int]:
     """Write the rewritten, re-stamped twin of ``src`` to ``out``, marked when ``strict``."""
     model = onnx.load(str(src))
-    counts = make_dyadic(model, strict)
+    counts = make_dyadic(model, strict, prefix)
     marks = {INT8_SCALES_KEY: INT8_SCALES_DYADIC} if strict else {}
     narrow.save_rewritten(model, out, version, marks)
     return counts

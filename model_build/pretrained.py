@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 
 from media_classifier.inference.model import INT8_SCALES_KEY, U8S8_PAIRS_KEY
-from model_build import card, extra_images, samples
+from model_build import card, exact_float, extra_images, samples
 from model_build.backbones import get_backbone
 from model_build.contract import ModelMeta
 from model_build.distill import PACK_SIZE, student_model, write_pack
@@ -314,7 +314,9 @@ def _dense_outputs(path: Path, narrowed: list[str]) -> list[str]:
     return sorted(q.output[0] for q, _ in dense_input_quantizers(model) if q.input[0] in wanted)
 
 
-def _comparable(current: Path, narrowed: list[str], dyadic: bool = False) -> Path:
+def _comparable(
+    current: Path, narrowed: list[str], dyadic: bool = False, images: np.ndarray | None = None
+) -> Path:
     """The file a student is compared with: the file in place, made exact the way the student
     was trained to be. A 7-bit student: made exact on AVX2 (an 8-bit file is not what it could
     replace without losing the AVX2 speed); a dyadic one: given dyadic scales too (a file
@@ -326,20 +328,27 @@ def _comparable(current: Path, narrowed: list[str], dyadic: bool = False) -> Pat
     if exact_avx2 and exact_reference:
         return current
     out = current.with_name(f"{current.stem}.comparable.onnx")
+    prefix = _prefix_plan(current, images) if dyadic else None
     if exact_avx2:
-        dyadic_file(current, out, None, strict=False)
+        dyadic_file(current, out, None, strict=False, prefix=prefix)
         return out
     # A yardstick only: a post-training file may keep layers that no order makes safe (an int8
     # stem), which does not change its divergence on this CPU.
-    make_exact(current, out, narrowed, strict=False, dyadic=dyadic)
+    make_exact(current, out, narrowed, strict=False, dyadic=dyadic, prefix=prefix)
     return out
 
 
 def make_exact(
-    src: Path, out: Path, narrowed: list[str], strict: bool = True, dyadic: bool = False
+    src: Path,
+    out: Path,
+    narrowed: list[str],
+    strict: bool = True,
+    dyadic: bool = False,
+    prefix: exact_float.Plan | None = None,
 ) -> list[str]:
-    """``narrow-inputs`` on the ``narrowed`` dense inputs; ``dyadic-scales`` (``dyadic``);
-    ``pair-order`` when others remain (last: it orders the weights the file will hold).
+    """``narrow-inputs`` on the ``narrowed`` dense inputs; ``dyadic-scales`` (``dyadic``; a
+    float prefix made exact under the ``prefix`` plan, ``exact_float``); ``pair-order`` when
+    others remain (last: it orders the weights the file will hold).
 
     Returns the QuantizeLinear outputs narrowed; raises (``strict``) if the file could still
     saturate U8S8 kernels."""
@@ -347,7 +356,7 @@ def make_exact(
     only = None if dense <= set(narrowed) else set(narrowed)
     done = narrow_file(src, out, None, only)
     if dyadic:
-        counts = dyadic_file(out, out, None, strict)
+        counts = dyadic_file(out, out, None, strict, prefix)
         if strict and (counts["activation_scales"] or counts["addition_scales"]):
             raise RuntimeError(f"{out}: activation scales other than the student trained with")
     if only is not None:
@@ -355,6 +364,14 @@ def make_exact(
         if unsafe and strict:
             raise RuntimeError(f"{out}: pair-order left layers that can saturate: {unsafe}")
     return done
+
+
+def _prefix_plan(path: Path, images: np.ndarray | None) -> exact_float.Plan | None:
+    """``exact_float.plan`` of a file keeping float layers besides the stem, else None."""
+    model = onnx.load(str(path))
+    if images is None or len(exact_float.float_convolutions(model)) <= 1:
+        return None
+    return exact_float.plan(model, images)
 
 
 def _given(config: dict, key: str) -> bool:
@@ -418,16 +435,19 @@ def _try_student(student_path, args, net, backbone, meta, calib_x, trials) -> di
     ):
         raise RuntimeError("the student's int8 file does not use the scales it was trained with")
     # Trained for 7-bit dense inputs: the file gets them (narrow-inputs), the very same ones;
-    # trained with dyadic scales: the file gets them (its activation scales already are).
+    # trained with dyadic scales: the file gets them (its activation scales already are), and
+    # a float prefix is made exact on the images it trained on (``exact_float``).
+    held = np.asarray(ckpt.get("holdout", []), dtype=np.int64)
+    trained_x = np.delete(calib_x, held, axis=0)
+    prefix = ckpt.get("exact_prefix") or (_prefix_plan(path, trained_x) if dyadic else None)
     if narrowed:
-        done = make_exact(path, path, narrowed, dyadic=dyadic)
+        done = make_exact(path, path, narrowed, dyadic=dyadic, prefix=prefix)
         if sorted(done) != _dense_outputs(path, narrowed):
             raise RuntimeError("the student trained with other dense inputs than its file has")
     elif dyadic:
-        dyadic_file(path, path, None)
+        dyadic_file(path, path, None, prefix=prefix)
     ref = run_torch(net, backbone.mean, backbone.std, calib_x)
     score, kl = _calib_score(path, calib_x, ref)
-    held = np.asarray(ckpt.get("holdout", []), dtype=np.int64)
     cfg = ckpt.get("config", {})
     method = "distilled"
     # What the card says of the student: its recipe (its checkpoint's name is a build detail).
@@ -447,7 +467,7 @@ def _try_student(student_path, args, net, backbone, meta, calib_x, trials) -> di
     }
     if len(held):
         mine = _calib_score(path, calib_x[held], ref[held])[1]
-        other = _comparable(args.out, narrowed, dyadic)
+        other = _comparable(args.out, narrowed, dyadic, trained_x)
         current = _calib_score(other, calib_x[held], ref[held])[1]
         if other != args.out:
             other.unlink()

@@ -40,6 +40,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from model_build import exact_float
 from model_build.dyadic import (
     WEIGHT_SCALE_BITS,
     Addition,
@@ -117,6 +118,24 @@ class _FakeQuantWeight(nn.Module):
         return w + (q * scale - w).detach()
 
 
+class _WideWeight(nn.Module):
+    """``exact_float.wide_weights`` for a float prefix's convolution, straight-through: the
+    weights times ``ratio`` on multiples of a power of two up to ``largest`` per channel."""
+
+    def __init__(self, ratio: float, input_code: int) -> None:
+        super().__init__()
+        self.ratio = ratio
+        self.input_code = input_code
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        largest = exact_float.largest_weight(int(np.prod(w.shape[1:])), self.input_code)
+        v = w.detach().double() * self.ratio
+        flat = v.abs().amax(dim=tuple(range(1, w.ndim)), keepdim=True).clamp_min(1e-30)
+        unit = torch.exp2(torch.ceil(torch.log2(flat / largest)))
+        rounded = (torch.round(v / unit) * unit / self.ratio).to(w.dtype)
+        return w + (rounded - w).detach()
+
+
 def dyadic_ceil(scale: torch.Tensor, bits: int) -> torch.Tensor:
     """``model_build.dyadic.dyadic_ceil`` for tensors: the next number with ``bits`` bits."""
     exponent = torch.floor(torch.log2(scale))
@@ -147,14 +166,17 @@ def pow2_ceil(value: float) -> float:
     return float(2.0 ** np.ceil(np.log2(value)))
 
 
-def fake_quant(x: torch.Tensor, scale: float | torch.Tensor, zero_point: int) -> torch.Tensor:
-    """uint8 round trip as ONNX Runtime does it (``round(x / scale) + zero_point``, saturated).
+def fake_quant(
+    x: torch.Tensor, scale: float | torch.Tensor, zero_point: int, levels: int = 255
+) -> torch.Tensor:
+    """uint8 round trip as ONNX Runtime does it (``round(x / scale) + zero_point``, saturated;
+    ``levels``: another number of steps, as ``exact_float``'s links have).
 
     Gradients: to ``x`` inside the representable range only (straight-through rounding); to a
     tensor ``scale``, LSQ's (Esser et al. 2020): ``round(v) - v`` inside, the bound outside.
     """
     v = x / scale
-    lo, hi = -zero_point, 255 - zero_point
+    lo, hi = -zero_point, levels - zero_point
     inside = torch.clamp(v, lo, hi)  # carries the gradients
     return (inside + (torch.clamp(torch.round(v), lo, hi) - inside).detach()) * scale
 
@@ -462,6 +484,34 @@ def attach(
             quant = _FakeQuantWeight(dyadic, ratio_of(scope))
             parametrize.register_parametrization(mod, "weight", quant)
     return placed
+
+
+def attach_exact_prefix(
+    serving: nn.Module, plan: exact_float.Plan, rounded: dict[str, exact_float.Rounding]
+) -> None:
+    """Make ``serving``'s float prefix compute what ``exact_float.rewrite`` makes of it: each
+    planned link quantized to its bits over its range (the file's rescaled power-of-two step
+    is that step times the factor its readers divide out again), each convolution in
+    ``rounded`` (``exact_float.roundings``) with its wide weights. Call after ``attach``."""
+    by_scope = {onnx_scope(name): mod for name, mod in serving.named_modules() if name}
+    for tensor, (lo, hi, bits) in plan.items():
+        mod = by_scope.get(tensor.rpartition("/")[0])
+        if mod is None:
+            raise KeyError(f"no module for the prefix tensor {tensor}")
+        factor, step, zero_point = exact_float.grid(lo, hi, bits)
+        mod.register_forward_hook(_levels_hook(step / factor, zero_point, 2**bits - 1))
+    for node, r in rounded.items():
+        mod = by_scope.get(node.rpartition("/")[0])
+        if not isinstance(mod, nn.Conv2d):
+            raise KeyError(f"no convolution for the prefix node {node}")
+        parametrize.register_parametrization(mod, "weight", _WideWeight(r.ratio, r.input_code))
+
+
+def _levels_hook(step: float, zero_point: int, levels: int) -> Callable:
+    def hook(_mod: nn.Module, _inp: tuple, out: torch.Tensor) -> torch.Tensor:
+        return fake_quant(out, step, zero_point, levels)
+
+    return hook
 
 
 def _classifier(serving: nn.Module) -> nn.Module:

@@ -70,6 +70,10 @@ def describe() -> dict[str, Any]:
     emulated = not masked and (
         ("avx512f" in flags and not feats["avx512f"]) or ("avx2" in flags and not feats["avx2"])
     )
+    if emulated:
+        # /proc/cpuinfo lists the host's sets, not the emulated CPU's, and numpy does not probe
+        # these two: taken as absent (an emulated Haswell on a host with AVX-VNNI has none).
+        feats["amx"] = feats["avx_vnni"] = False
     if feats["amx"]:
         kernels = "amx"
     elif feats["avx512_vnni"]:

@@ -162,10 +162,18 @@ def _trained(model: Path, report: dict[str, Any]) -> dict[str, Any]:
         if sibling(model, suffix).is_file()
     ]
     evaluate = f"python -m model_build evaluate --model functions/models/{model.name}"
-    if twin:
-        evaluate += f" --compare {run}/export/{Path(twin['file']).name}"
-    if cfg:
-        evaluate += f" --run {run}"
+    earlier = report.get("carried_over_from")
+    if earlier:
+        # The twin, recipe and export report came with the earlier evaluation.
+        evaluate = f"# OLD.eval.json: the {earlier} file's evaluation\n{evaluate}"
+        evaluate += " --carry-over OLD.eval.json" + (" --data fashion-mnist" if fashion else "")
+        if report.get("finetune"):
+            evaluate += f" --finetune {sibling(model, '.finetune.json').name}"
+    else:
+        if twin:
+            evaluate += f" --compare {run}/export/{Path(twin['file']).name}"
+        if cfg:
+            evaluate += f" --run {run}"
     notes = report.get("notes")
     if notes:
         evaluate += f" --notes {notes}"
@@ -223,6 +231,21 @@ def context(model: Path) -> dict[str, Any]:
         "distill_extra": config.get("extra") not in (None, "None", 0, 0.0, False, ""),
         "similarity": _optional_json(sibling(model, ".similarity.json")),
         "narrowed": report.get("narrowed"),
+        "finetune": _finetune(report),
+    }
+
+
+def _finetune(report: dict[str, Any]) -> dict[str, Any] | None:
+    """``dyadic-finetune``'s report (``evaluate --finetune``) and this CPU's count of images
+    whose two executions agree to the bit (``evaluate``'s own cpu-check row), or None."""
+    done = report.get("finetune")
+    if not done:
+        return None
+    check = report.get("cpu_check") or {}
+    return done | {
+        "identical": check.get("identical_images"),
+        "images": check.get("images"),
+        "cpu": cpu.summary(check["cpu"]) if check.get("cpu") else None,
     }
 
 

@@ -17,6 +17,10 @@ rebuilt from ``--backbone``; its activations by tensor name, which follow module
 
     python -m model_build dyadic-finetune --model FILE --data fashion-mnist --out NEW \\
         --version 1.2.0 [--steps 600 --batch 32 --lr 1e-4 --images 800]
+
+Beside NEW it writes ``<stem>.finetune.json``: what was fine-tuned from and how (file names,
+never paths). ``evaluate --finetune`` keeps it in the new file's ``eval.json``, from which the
+model card says what the fine-tune changed.
 """
 
 from __future__ import annotations
@@ -46,6 +50,10 @@ from model_build.wrapper import ServingModel
 
 #: Weight of the labels' cross-entropy next to the KL to the float twin.
 LABEL_WEIGHT = 0.5
+#: Adam's learning rate for the activation scales (log scales), learned with the weights.
+SCALE_LR = 1e-3
+#: The report written beside the new file: ``<stem>`` + this.
+REPORT_SUFFIX = ".finetune.json"
 
 
 def load_network(
@@ -104,7 +112,7 @@ def finetune(
     scales = list(getattr(serving, qsim.SCALES).values())
     weights = [p for p in serving.parameters() if all(p is not s for s in scales)]
     opt = torch.optim.SGD(weights, lr=lr, momentum=0.9)
-    scale_opt = torch.optim.Adam(scales, lr=1e-3)
+    scale_opt = torch.optim.Adam(scales, lr=SCALE_LR)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1))
     y = torch.from_numpy(labels.astype(np.int64))
     start = time.time()
@@ -171,8 +179,46 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
 
 
+def report_path(out: Path) -> Path:
+    """``<stem>.finetune.json`` beside the file ``out`` (stem: its name up to the first dot)."""
+    return out.with_name(out.name.split(".", 1)[0] + REPORT_SUFFIX)
+
+
+def report(
+    args: argparse.Namespace,
+    source: dict[str, str],
+    written: dict[str, str],
+    scheme: dict,
+    training_images: int,
+    seconds: float,
+) -> dict:
+    """What the model card needs to say what the fine-tune did: the file it started from (by
+    name, version and sha), the options, the simulation's shape, and the file it wrote."""
+    return {
+        "command": "dyadic-finetune",
+        "from": {"file": args.model.name, "version": source["version"], "sha": source["sha"]},
+        "to": {"file": args.out.name, "version": written["version"], "sha": written["sha"]},
+        "data": str(args.data),
+        "backbone": args.backbone,
+        "steps": args.steps,
+        "batch": args.batch,
+        "lr": args.lr,
+        "scale_lr": SCALE_LR,
+        "label_weight": LABEL_WEIGHT,
+        "images_per_class": args.images,
+        "training_images": training_images,
+        "seed": args.seed,
+        "dense_inputs_7bit": len(scheme["narrowed"]),
+        "rescaled": len(scheme["rescaled"]),
+        "additions": len(scheme["additions"]),
+        "lifted": len(scheme["lifted"]),
+        "seconds": round(seconds, 1),
+    }
+
+
 def run(args: argparse.Namespace) -> int:
-    """Fine-tune, write, say what changed."""
+    """Fine-tune, write, say what changed (and write it down beside the new file)."""
+    started = time.time()
     model = onnx.load(str(args.model))
     props = {p.key: p.value for p in model.metadata_props}
     labels_text = tuple(json.loads(props["labels"]))
@@ -196,8 +242,12 @@ def run(args: argparse.Namespace) -> int:
     )
     write_file(serving, learned, narrowed, meta, images[:64], args.out)
     marks = {p.key: p.value for p in onnx.load(str(args.out)).metadata_props}
+    source = {"version": props["version"], "sha": props.get("sha", "")}
+    summary = report(args, source, marks, scheme, len(images), time.time() - started)
+    report_path(args.out).write_text(json.dumps(summary, indent=1) + "\n")
     print(
         f"{args.out}: {meta.name} {meta.version}, sha {marks['sha']}, {len(scheme['rescaled'])} "
-        f"activations rescaled, {len(narrowed)} dense inputs at 7 bits"
+        f"activations rescaled, {len(narrowed)} dense inputs at 7 bits; "
+        f"{report_path(args.out).name} beside it"
     )
     return 0

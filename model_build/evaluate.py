@@ -49,8 +49,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--carry-over",
         type=Path,
         default=None,
-        help="an earlier eval.json of the file this one was made from (e.g. by narrow-inputs):"
-        " its twin, recipe and export report are kept, and the card says what changed",
+        help="an earlier eval.json of the file this one was made from (by narrow-inputs or"
+        " dyadic-finetune): its twin, recipe and export report are kept, and the card says"
+        " what changed",
+    )
+    p.add_argument(
+        "--finetune",
+        type=Path,
+        default=None,
+        help="the report dyadic-finetune wrote beside the file (<stem>.finetune.json): kept in"
+        " the eval.json, and the card says what the fine-tune did",
     )
     p.add_argument("--goal-top1", type=float, default=0.95)
     p.add_argument("--goal-gap", type=float, default=0.003, help="max top-1 loss vs --compare")
@@ -174,6 +182,8 @@ def run(args: argparse.Namespace) -> int:
         "goals": {"top1": args.goal_top1, "gap": args.goal_gap, "mb": args.goal_mb},
         "notes": _notes_path(args.notes) or (earlier or {}).get("notes"),
         "narrowed": _narrowed(args.model, earlier),
+        "finetune": _finetune(args.finetune, earlier),
+        "carried_over_from": (earlier or {}).get("model", {}).get("version"),
     }
     # The CPU this ran on, and its optimized execution next to the reference execution.
     size = (main["input_size"][0], main["input_size"][1])
@@ -192,7 +202,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _narrowed(model: Path, earlier: dict | None) -> dict | None:
-    """What ``narrow-inputs`` changed, against the file the earlier evaluation measured."""
+    """What ``narrow-inputs`` changed, against the file the earlier evaluation measured; or,
+    when that file was narrowed already (a later step, e.g. ``dyadic-finetune``, made this
+    one), the earlier evaluation's record of it: ``version`` is the file narrowing made."""
     import onnx
 
     from model_build.narrow import NARROW_KEY, NARROW_VALUE, dense_input_quantizers
@@ -201,12 +213,26 @@ def _narrowed(model: Path, earlier: dict | None) -> dict | None:
     if {p.key: p.value for p in graph.metadata_props}.get(NARROW_KEY) != NARROW_VALUE:
         return None
     before = (earlier or {}).get("model") or {}
+    if earlier and earlier.get("narrowed"):
+        return {"version": before.get("version")} | earlier["narrowed"]
     return {
+        "version": next(p.value for p in graph.metadata_props if p.key == "version"),
         "tensors": len(dense_input_quantizers(graph)),
         "from_version": before.get("version"),
         "from_top1": before.get("top1"),
         "twin_measured_with": before.get("version") if earlier and earlier.get("compare") else None,
     }
+
+
+def _finetune(path: Path | None, earlier: dict | None) -> dict | None:
+    """``dyadic-finetune``'s report, with the test top-1 of the file it started from where the
+    earlier evaluation measured that very file (same version)."""
+    if path is None:
+        return None
+    done = json.loads(path.read_text())
+    before = (earlier or {}).get("model") or {}
+    same = before.get("version") == done["from"]["version"]
+    return done | {"from_top1": before.get("top1") if same else None}
 
 
 def _notes_path(notes: Path | None) -> str | None:

@@ -197,3 +197,65 @@ def test_the_similarity_section_shows_the_numbers_of_its_similarity_json(model: 
 def test_a_model_without_similarity_data_has_no_similarity_section(tmp_path: Path) -> None:
     text = card.render(copy_model(FASHION, tmp_path, data(FASHION, ".eval.json")))
     assert "## Finding the same picture again" not in text
+
+
+#: What ``dyadic-finetune`` writes beside its file (``<stem>.finetune.json``), made up.
+FINETUNE = {
+    "command": "dyadic-finetune",
+    "from": {"file": FASHION.name, "version": "3.1.0", "sha": "0123456789ab"},
+    "to": {"file": FASHION.name, "version": "3.2.0", "sha": "ba9876543210"},
+    "data": "fashion-mnist",
+    "backbone": "mobilenet_v2",
+    "steps": 123,
+    "batch": 17,
+    "lr": 0.0003,
+    "scale_lr": 0.002,
+    "label_weight": 0.25,
+    "images_per_class": 45,
+    "training_images": 450,
+    "seed": 7,
+    "dense_inputs_7bit": 36,
+    "rescaled": 11,
+    "additions": 9,
+    "lifted": 2,
+    "seconds": 654.3,
+}
+
+
+def test_a_dyadic_fine_tune_is_described_from_its_report(tmp_path: Path) -> None:
+    report = data(FASHION, ".eval.json")
+    report |= {"finetune": FINETUNE | {"from_top1": 0.9321}, "carried_over_from": "3.1.0"}
+    report["narrowed"] = (report.get("narrowed") or {"tensors": 36}) | {"version": "3.0.5"}
+    row = data(FASHION, ".cpus.json")[0] | {"images": 4321, "identical_images": 4320}
+    report["cpu_check"] = row
+    text = card.render(copy_model(FASHION, tmp_path, report))
+    section = text.split("## Fine-tuned for dyadic scales: optimized equals reference\n", 1)[1]
+    section = section.split("\n## ", 1)[0]
+    assert "the 3.1.0 file (`fashion_mnist_mobilenet_v2.int8.onnx`, sha `0123456789ab`" in section
+    assert "test top-1 93.21 %" in section
+    assert "11 activations inside the blocks" in section and "each of the 9 residual" in section
+    assert "the 2 ReLU6 outputs" in section and "the 36 activations entering" in section
+    assert f"on 4,320 of 4,321 test images on {row['cpu']['name']}" in section
+    assert "123 steps of 17 images drawn from 450 training images (45 per class, seed 7" in section
+    assert "lr 0.0003 (cosine)" in section and "lr 0.002)" in section and "0.25 x" in section
+    assert "654 s on the build machine" in section
+    command = (
+        f"python -m model_build dyadic-finetune --model functions/models/{FASHION.name} "
+        f"--data fashion-mnist --out {FASHION.name} --version 3.2.0 --steps 123 --batch 17 "
+        "--lr 0.0003 --images 45 --seed 7"
+    )
+    assert command in section
+    # The narrowing happened before, in another version: the card names that one.
+    assert f"narrow-inputs --model functions/models/{FASHION.name} --version 3.0.5`" in text
+    # The evaluation carried the earlier one over: the command says so, with the report.
+    evaluate = text.split("## Evaluation command\n", 1)[1].split("\n## ", 1)[0]
+    assert "# OLD.eval.json: the 3.1.0 file's evaluation" in evaluate
+    finetune = "--finetune fashion_mnist_mobilenet_v2.finetune.json"
+    assert f"--carry-over OLD.eval.json --data fashion-mnist {finetune}" in evaluate
+    assert "--compare" not in evaluate and not LEAKS.findall(text)
+
+
+def test_a_file_not_fine_tuned_has_no_fine_tune_section(tmp_path: Path) -> None:
+    report = data(FASHION, ".eval.json") | {"finetune": None}
+    text = card.render(copy_model(FASHION, tmp_path, report))
+    assert "## Fine-tuned for dyadic scales" not in text

@@ -124,3 +124,12 @@ def test_the_command_fine_tunes_a_mobilenet_file_on_an_idx_dataset(tmp_path: Pat
     np.testing.assert_array_equal(
         served.predict(images), Model.load(out, reference=True).predict(images)
     )
+    # Beside it, what the model card says about the fine-tune (file names, never paths).
+    report = json.loads((tmp_path / "new.finetune.json").read_text())
+    source = Model.load(path)
+    assert report["from"] == {"file": "m.int8.onnx", "version": "1.0.0", "sha": source.sha}
+    assert report["to"] == {"file": "new.int8.onnx", "version": "1.1.0", "sha": served.sha}
+    assert (report["steps"], report["batch"], report["images_per_class"]) == (2, 4, 10)
+    assert report["training_images"] == 20 and report["rescaled"] == int(rescaled.group(1))
+    assert report["dense_inputs_7bit"] >= 1 and report["seconds"] > 0
+    assert str(tmp_path) not in json.dumps({k: v for k, v in report.items() if k != "data"})

@@ -16,7 +16,13 @@ import pytest
 import torch
 
 from media_classifier.inference import identity
-from media_classifier.inference.model import DENSE_INPUT_BITS_KEY, MODELS_DIR, Model
+from media_classifier.inference.model import (
+    DENSE_INPUT_BITS_KEY,
+    INT8_SCALES_DYADIC,
+    INT8_SCALES_KEY,
+    MODELS_DIR,
+    Model,
+)
 from model_build import embedding
 from model_build.contract import ModelMeta
 from model_build.embedding import (
@@ -45,7 +51,7 @@ IDS = [p.name.split(".", 1)[0] for p in SHIPPED]
 #: node, weight or scale of the classifier changed. Update it when a model is re-exported.
 CLASSIFIER_SHA = {
     "imagenet_mobilenet_v2": "25899a09a5a3",  # 1.1.0: 7-bit stream, reordered channels
-    "fashion_mnist_mobilenet_v2": "6c860c70c870",  # 1.1.0: 7-bit dense inputs
+    "fashion_mnist_mobilenet_v2": "2dd362326e58",  # 1.2.0: dyadic scales, fine-tuned
 }
 FASHION_DIR = REPO_ROOT / "data/usr/share/datasets/fashion-mnist"
 
@@ -153,11 +159,22 @@ def test_the_int8_outputs_agree_with_the_float_graph(
     # 7-bit activations into the dense layers (narrow-inputs) move the vectors a little more:
     # measured on the Fashion file, 96.7 % of the 300 above 0.99 and the lowest 0.900 (8 bits:
     # every one above 0.97). That file marks no duplicates (docs/similarity.md).
-    narrowed = model.session.get_modelmeta().custom_metadata_map.get(DENSE_INPUT_BITS_KEY)
+    meta = model.session.get_modelmeta().custom_metadata_map
+    narrowed = meta.get(DENSE_INPUT_BITS_KEY)
     # Probabilities: one of the 300 moved by 0.51 (8 bits: none by 0.25); test top-1 is the
     # card's measure of what that costs (95.29 %).
-    share, lowest, moved = (0.95, 0.88, 0.6) if narrowed == "7" else (0.98, 0.97, 0.25)
-    assert cos.mean() >= 0.995 and np.mean(cos >= 0.99) >= share and cos.min() >= lowest, cos
+    mean, share, lowest, moved = (
+        (0.995, 0.95, 0.88, 0.6) if narrowed == "7" else (0.995, 0.98, 0.97, 0.25)
+    )
+    if meta.get(INT8_SCALES_KEY) == INT8_SCALES_DYADIC:
+        # Power-of-two activation scales (most rounded up: coarser steps) and weights
+        # fine-tuned through that rounding (Fashion 1.2.0) put the int8 function further from
+        # the float function of the same weights: on these 300, mean cosine 0.983, 48.7 % above
+        # 0.99, lowest 0.877 (1.1.0: 0.997, 96.7 %, 0.900); top-1 agreement 97.3 %, largest
+        # probability difference 0.42. Same-category retrieval, what its embedding is for,
+        # went from 91.7 % to 91.0 % mAP@10 (docs/similarity.md).
+        mean, share, lowest = 0.975, 0.4, 0.85
+    assert cos.mean() >= mean and np.mean(cos >= 0.99) >= share and cos.min() >= lowest, cos
     assert np.mean(p8.argmax(1) == pf.argmax(1)) >= 0.9
     assert np.abs(p8 - pf).max() < moved
 

@@ -12,11 +12,14 @@ import pytest
 import torch
 from torch import nn
 
+from media_classifier.inference import identity
 from media_classifier.inference.model import INT8_SCALES_DYADIC, INT8_SCALES_KEY, Model
 from model_build import exact_float, qsim, samples
-from model_build.distill import exact_prefix, student_model
+from model_build.distill import exact_prefix, narrowed_inputs, simulation_scheme, student_model
 from model_build.dyadic import dyadic_file, rescalable, residual_additions
+from model_build.narrow import dense_input_quantizers, narrow_file
 from model_build.onnx_export import export_onnx, export_serving
+from model_build.pretrained import make_exact
 from model_build.quantize import conv_prefix, quantize_int8
 from model_build.serving import prepare_image
 
@@ -168,9 +171,7 @@ class _Prefixed(nn.Module):
         return self.classifier(torch.flatten(x, 1))
 
 
-def test_the_file_computes_what_the_simulation_trains_through(tmp_path: Path) -> None:
-    """``distill --dyadic`` with a float prefix: the links quantized to their bits and the
-    weights widened in the simulation, as the file holds them; the file is exact."""
+def _prefixed() -> nn.Module:
     torch.manual_seed(0)
     net = _Prefixed().eval()
     with torch.no_grad():
@@ -179,6 +180,13 @@ def test_the_file_computes_what_the_simulation_trains_through(tmp_path: Path) ->
                 m.running_mean.uniform_(-0.5, 0.5)
                 m.running_var.uniform_(0.5, 2)
         net.classifier[1].weight.mul_(40)  # answers that depend on the picture
+    return net
+
+
+def test_the_file_computes_what_the_simulation_trains_through(tmp_path: Path) -> None:
+    """``distill --dyadic`` with a float prefix: the links quantized to their bits and the
+    weights widened in the simulation, as the file holds them; the file is exact."""
+    net = _prefixed()
     calib, test = smooth_images(24, 0), smooth_images(16, 1)
     fp32 = export_onnx(net, META, MEAN, STD, tmp_path / "t.onnx")
     prefix = conv_prefix(fp32, 3)
@@ -233,3 +241,40 @@ def test_the_file_computes_what_the_simulation_trains_through(tmp_path: Path) ->
     simulated_off = np.mean(np.abs(sim_end - file_end) >= step / 2)
     assert simulated_off < 0.01
     assert np.mean(np.abs(plain_end - file_end) >= step / 2) > 3 * simulated_off
+
+
+def test_export_makes_a_7_bit_float_prefix_student_exact_by_its_plan(tmp_path: Path) -> None:
+    """What ``export-pretrained --student`` does with a float-prefix ``distill --dyadic
+    --dense-input-bits 7`` student (``make_exact``): refused without the checkpoint's plan
+    (its float sums would depend on the kernels), exact and marked with it."""
+    net, calib, test = _prefixed(), smooth_images(24, 0), smooth_images(16, 1)
+    fp32 = export_onnx(net, META, MEAN, STD, tmp_path / "t.onnx")
+    prefix = conv_prefix(fp32, 3)
+    layout = quantize_int8(fp32, tmp_path / "l.onnx", calib, keep_float=prefix)
+    layout_model = onnx.load(str(layout))
+    params = qsim.activation_params(layout)
+    dense = [q.input[0] for q, _ in dense_input_quantizers(layout_model)]
+    seven = narrowed_inputs(dense, params, "all")
+    # as distill reads it from its --init file: a narrowed one (7-bit tensors are not rescaled)
+    narrowed = narrow_file(layout, tmp_path / "n.onnx", None, None)
+    assert sorted(narrowed)
+    scheme = simulation_scheme(params, seven, True, None, onnx.load(str(tmp_path / "n.onnx")))
+    plan = exact_prefix(layout_model, calib)
+    assert plan is not None
+    serving = student_model(net, MEAN, STD, SIZE)
+    qsim.attach(serving, params, prefix, **scheme)
+    qsim.attach_exact_prefix(serving, plan, exact_float.roundings(layout_model, plan))
+    scales = qsim.learned_params(serving, params, **scheme)
+    qsim.strip(serving)
+    exported = export_serving(serving, META, tmp_path / "s.fp32.onnx")
+    path = quantize_int8(
+        exported, tmp_path / "s.onnx", calib, keep_float=prefix, activation_overrides=scales
+    )
+    refused = tmp_path / "r.onnx"
+    refused.write_bytes(path.read_bytes())
+    with pytest.raises(SystemExit, match="float convolutions besides the stem"):
+        make_exact(refused, refused, seven, dyadic=True)
+    make_exact(path, path, seven, dyadic=True, prefix=plan)
+    assert identity.metadata(path.read_bytes())[INT8_SCALES_KEY] == INT8_SCALES_DYADIC
+    served = Model.load(path).predict(test)
+    np.testing.assert_array_equal(served, Model.load(path, reference=True).predict(test))

@@ -25,6 +25,11 @@ both executions. Each tensor is first rescaled so that its step is a power of tw
 same number of levels (``dyadic.rescale_factor``): its writer's weights, bias and ReLU6 bound
 times the factor, its readers' weights divided by it. The stem reads whole grey levels
 (``dyadic.whole_grey_padding``).
+
+What it costs: time. The element-wise ops have no NCHWc kernels, so each quantized tensor
+takes ONNX Runtime out of its blocked layout and back; ImageNet's prefix so made runs at 1.9x
+the shipped file's time on AVX-512 VNNI and 1.45x on AVX2 kernels (`int8-latency`), and no
+shipped file uses it (``notes/int8_on_every_cpu.md``).
 """
 
 from __future__ import annotations

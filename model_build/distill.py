@@ -140,17 +140,15 @@ def dequantized(arrays: dict[str, np.ndarray], node: onnx.NodeProto) -> np.ndarr
 def restored_params(model: onnx.ModelProto) -> tuple[qsim.QuantParams, list[str]]:
     """The file's activation parameters as the simulation takes them, and its 7-bit tensors: a
     narrowed file holds their 7-bit parameters, the simulation the 8-bit ones."""
-    arrays = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-    params: qsim.QuantParams = {}
-    seven: list[str] = []
-    for q in model.graph.node:
-        if q.op_type != "QuantizeLinear" or q.input[0] in arrays:
-            continue
-        scale, zero = float(arrays[q.input[1]]), int(arrays[q.input[2]])
-        if is_narrowed(q):
-            seven.append(q.input[0])
-            scale, zero = scale / 2, zero * 2
-        params[q.input[0]] = (scale, zero)
+    params = qsim.activation_params(model)
+    seven = [
+        q.input[0]
+        for q in model.graph.node
+        if q.op_type == "QuantizeLinear" and q.input[0] in params and is_narrowed(q)
+    ]
+    for t in seven:
+        scale, zero = params[t]
+        params[t] = (scale / 2, zero * 2)
     return params, seven
 
 
@@ -271,7 +269,9 @@ def run(args: argparse.Namespace) -> int:
     qsim.attach(student, params, float_nodes, learn_scales=args.scale_lr > 0, **scheme)
     held = holdout_indices(len(calib), args.holdout)
     train = np.setdiff1d(np.arange(len(calib)), held)
-    prefix = exact_prefix(layout_model, calib[train]) if float_nodes else None
+    # With --dyadic and a float prefix: the plan ``exact_float`` makes it exact by, from the
+    # layout file on the training images (the exported file gets it from the checkpoint).
+    prefix = exact_float.prefix_plan(layout_model, calib[train]) if float_nodes else None
     if prefix is not None:
         qsim.attach_exact_prefix(student, prefix, exact_float.roundings(layout_model, prefix))
     student.to(dev).eval()  # eval: BN is folded, dropout off; gradients still flow
@@ -414,15 +414,6 @@ def simulation_scheme(
         "rescaled": rescaled,
         "lifted": qsim.liftable(params, rescaled, narrowed) if dyadic else [],
     }
-
-
-def exact_prefix(layout: onnx.ModelProto | None, images: np.ndarray) -> exact_float.Plan | None:
-    """With ``--dyadic`` and a float prefix: the plan ``exact_float`` makes it exact by, from
-    the layout file on the training images (its ranges and bits; the exported file gets the
-    same plan from the checkpoint)."""
-    if layout is None or len(exact_float.float_convolutions(layout)) <= 1:
-        return None
-    return exact_float.plan(layout, images)
 
 
 def holdout_indices(n: int, count: int) -> np.ndarray:

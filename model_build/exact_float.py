@@ -42,6 +42,8 @@ import onnx
 import onnxruntime as ort
 from onnx import helper, numpy_helper
 
+from model_build.quantize import mean_kl
+
 #: Bits of a float32 significand a sum of products may use; the rest is left to the bias.
 SUM_BITS = 23
 #: Levels tried for each tensor between float convolutions.
@@ -282,12 +284,6 @@ def rewrite(model: onnx.ModelProto, plan: Plan) -> int:
     return len(rounded)
 
 
-def kl(p: np.ndarray, q: np.ndarray) -> float:
-    """Mean KL(p || q) over a batch of probability rows."""
-    p, q = np.clip(p, 1e-8, 1.0), np.clip(q, 1e-8, 1.0)
-    return float((p * (np.log(p) - np.log(q))).sum(1).mean())
-
-
 def _probabilities(model: onnx.ModelProto, images: np.ndarray) -> np.ndarray:
     sess = reference_session(model, [model.graph.output[0].name])
     feed = sess.get_inputs()[0].name
@@ -310,7 +306,7 @@ def choose_bits(
             trial = onnx.ModelProto()
             trial.CopyFrom(model)
             rewrite(trial, _with_spans(spans, chosen | {link.tensor: bits}))
-            scores[bits] = kl(target, _probabilities(trial, images))
+            scores[bits] = mean_kl(target, _probabilities(trial, images))
         chosen[link.tensor] = min(scores, key=lambda b: scores[b])
     return chosen
 
@@ -323,3 +319,11 @@ def plan(model: onnx.ModelProto, images: np.ndarray) -> Plan:
     """Ranges and bits of ``model``'s links on ``images`` (uint8 NHWC, calibration images)."""
     spans = ranges(model, images)
     return _with_spans(spans, choose_bits(model, images, spans))
+
+
+def prefix_plan(model: onnx.ModelProto | None, images: np.ndarray | None) -> Plan | None:
+    """``plan`` of a file keeping float convolutions besides the stem (a float prefix), else
+    None (nothing to plan, or no images to plan on)."""
+    if model is None or images is None or len(float_convolutions(model)) <= 1:
+        return None
+    return plan(model, images)

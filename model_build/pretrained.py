@@ -27,7 +27,13 @@ from model_build.narrow import NARROW_KEY, dense_input_quantizers, narrow_file
 from model_build.onnx_export import export_onnx, export_serving, run_onnx, run_torch, session
 from model_build.pair_order import order_file
 from model_build.qsim import activation_params, lift, representable
-from model_build.quantize import conv_prefix, pick_float_layers, quantize_int8, weight_sensitivity
+from model_build.quantize import (
+    conv_prefix,
+    mean_kl,
+    pick_float_layers,
+    quantize_int8,
+    weight_sensitivity,
+)
 from model_build.serving import REPO_ROOT, prepare_image
 
 NAME = "imagenet-mobilenet-v2"
@@ -328,7 +334,7 @@ def _comparable(
     if exact_avx2 and exact_reference:
         return current
     out = current.with_name(f"{current.stem}.comparable.onnx")
-    prefix = _prefix_plan(current, images) if dyadic else None
+    prefix = exact_float.prefix_plan(onnx.load(str(current)), images) if dyadic else None
     if exact_avx2:
         dyadic_file(current, out, None, strict=False, prefix=prefix)
         return out
@@ -366,14 +372,6 @@ def make_exact(
     return done
 
 
-def _prefix_plan(path: Path, images: np.ndarray | None) -> exact_float.Plan | None:
-    """``exact_float.plan`` of a file keeping float layers besides the stem, else None."""
-    model = onnx.load(str(path))
-    if images is None or len(exact_float.float_convolutions(model)) <= 1:
-        return None
-    return exact_float.plan(model, images)
-
-
 def _given(config: dict, key: str) -> bool:
     """Whether a distill option was used (checkpoint configs hold None/0 for unused ones)."""
     return config.get(key) not in (None, "None", 0, 0.0)
@@ -395,7 +393,7 @@ def _calib_score(
     p = run_onnx(session(path), calib_x)
     same = p.argmax(1) == ref.argmax(1)
     conf = ref.max(1) >= CONFIDENT
-    kl = float(np.sum(ref * (np.log(ref + 1e-12) - np.log(p + 1e-12)), 1).mean())
+    kl = mean_kl(ref, p)
     return (float(same.mean()), float(same[conf].mean()) if conf.any() else 0.0, -kl), kl
 
 
@@ -439,7 +437,9 @@ def _try_student(student_path, args, net, backbone, meta, calib_x, trials) -> di
     # a float prefix is made exact on the images it trained on (``exact_float``).
     held = np.asarray(ckpt.get("holdout", []), dtype=np.int64)
     trained_x = np.delete(calib_x, held, axis=0)
-    prefix = ckpt.get("exact_prefix") or (_prefix_plan(path, trained_x) if dyadic else None)
+    prefix = ckpt.get("exact_prefix") or (
+        exact_float.prefix_plan(onnx.load(str(path)), trained_x) if dyadic else None
+    )
     if narrowed:
         done = make_exact(path, path, narrowed, dyadic=dyadic, prefix=prefix)
         if sorted(done) != _dense_outputs(path, narrowed):

@@ -53,9 +53,9 @@ from model_build.dyadic import (
 QuantParams = dict[str, tuple[float, int]]
 
 
-def activation_params(int8_path: Path) -> QuantParams:
+def activation_params(int8: Path | onnx.ModelProto) -> QuantParams:
     """Scale and zero point of every activation ``QuantizeLinear`` in a QDQ model, by tensor."""
-    model = onnx.load(str(int8_path))
+    model = int8 if isinstance(int8, onnx.ModelProto) else onnx.load(str(int8))
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     out: QuantParams = {}
     for node in model.graph.node:

@@ -99,9 +99,13 @@ def weight_sensitivity(fp32_path: Path, images: np.ndarray) -> list[tuple[float,
             onnx.save(base, str(probe))
             init.CopyFrom(numpy_helper.from_array(original, init.name))
             probs = run_onnx(session(probe), images)
-            kl = np.sum(ref * (np.log(ref + 1e-12) - np.log(probs + 1e-12)), axis=1).mean()
-            ranked.append((float(kl), node.name, int(original.size)))
+            ranked.append((mean_kl(ref, probs), node.name, int(original.size)))
     return sorted(ranked, reverse=True)
+
+
+def mean_kl(ref: np.ndarray, probs: np.ndarray) -> float:
+    """Mean KL(ref || probs) over a batch of probability rows."""
+    return float(np.sum(ref * (np.log(ref + 1e-12) - np.log(probs + 1e-12)), axis=1).mean())
 
 
 def pick_float_layers(

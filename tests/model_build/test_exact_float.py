@@ -15,12 +15,12 @@ from torch import nn
 from media_classifier.inference import identity
 from media_classifier.inference.model import INT8_SCALES_DYADIC, INT8_SCALES_KEY, Model
 from model_build import exact_float, qsim, samples
-from model_build.distill import exact_prefix, narrowed_inputs, simulation_scheme, student_model
+from model_build.distill import narrowed_inputs, simulation_scheme, student_model
 from model_build.dyadic import dyadic_file, rescalable, residual_additions
 from model_build.narrow import dense_input_quantizers, narrow_file
 from model_build.onnx_export import export_onnx, export_serving
 from model_build.pretrained import make_exact
-from model_build.quantize import conv_prefix, quantize_int8
+from model_build.quantize import conv_prefix, mean_kl, quantize_int8
 from model_build.serving import prepare_image
 
 from .tiny_mobile import MEAN, META, SIZE, STD, Block, smooth_images
@@ -106,7 +106,7 @@ def test_the_prefix_costs_little_of_the_float_answers(exact_file: tuple, photos:
     float_prefix = onnx.load(str(EIGHT_BIT))
     theirs = exact_float.reference_session(float_prefix, [float_prefix.graph.output[0].name])
     base = theirs.run(None, {theirs.get_inputs()[0].name: photos[1]})[0]
-    assert exact_float.kl(base, ours) < 0.05
+    assert mean_kl(base, ours) < 0.05
     assert (base.argmax(1) == ours.argmax(1)).mean() >= 0.8
 
 
@@ -192,7 +192,7 @@ def test_the_file_computes_what_the_simulation_trains_through(tmp_path: Path) ->
     prefix = conv_prefix(fp32, 3)
     layout = quantize_int8(fp32, tmp_path / "l.onnx", calib, keep_float=prefix)
     layout_model = onnx.load(str(layout))
-    plan = exact_prefix(layout_model, calib)
+    plan = exact_float.prefix_plan(layout_model, calib)
     assert plan is not None and len(plan) == 2  # the stem's output, the depthwise output
     params = qsim.activation_params(layout)
     scheme = {
@@ -259,7 +259,7 @@ def test_export_makes_a_7_bit_float_prefix_student_exact_by_its_plan(tmp_path: P
     narrowed = narrow_file(layout, tmp_path / "n.onnx", None, None)
     assert sorted(narrowed)
     scheme = simulation_scheme(params, seven, True, None, onnx.load(str(tmp_path / "n.onnx")))
-    plan = exact_prefix(layout_model, calib)
+    plan = exact_float.prefix_plan(layout_model, calib)
     assert plan is not None
     serving = student_model(net, MEAN, STD, SIZE)
     qsim.attach(serving, params, prefix, **scheme)

@@ -49,6 +49,7 @@ from model_build.dyadic import (
     rescale_factor,
     tie_free,
 )
+from model_build.wrapper import MeanPad
 
 QuantParams = dict[str, tuple[float, int]]
 
@@ -490,21 +491,29 @@ def attach_exact_prefix(
     serving: nn.Module, plan: exact_float.Plan, rounded: dict[str, exact_float.Rounding]
 ) -> None:
     """Make ``serving``'s float prefix compute what ``exact_float.rewrite`` makes of it: each
-    planned link quantized to its bits over its range (the file's rescaled power-of-two step
-    is that step times the factor its readers divide out again), each convolution in
-    ``rounded`` (``exact_float.roundings``) with its wide weights. Call after ``attach``."""
+    planned link quantized to its codes ``0..2**bits`` over its range (the file's rescaled
+    power-of-two step is that step times the factor its readers divide out again), each
+    convolution in ``rounded`` (``exact_float.roundings``) with its wide weights and, writing a
+    link, its bias on the link's step (``exact_float.fused``), the stem's padding whole grey
+    levels (``dyadic.whole_grey_padding``). Call after ``attach``."""
     by_scope = {onnx_scope(name): mod for name, mod in serving.named_modules() if name}
-    for tensor, (lo, hi, bits) in plan.items():
-        mod = by_scope.get(tensor.rpartition("/")[0])
-        if mod is None:
-            raise KeyError(f"no module for the prefix tensor {tensor}")
-        factor, step, zero_point = exact_float.grid(lo, hi, bits)
-        mod.register_forward_hook(_levels_hook(step / factor, zero_point, 2**bits - 1))
+    for pad in (m for m in serving.modules() if isinstance(m, MeanPad)):
+        pad.mean255.round_()
+    shifts: dict[str, torch.Tensor] = {}  # per forward pass: each link writer's bias shift
     for node, r in rounded.items():
         mod = by_scope.get(node.rpartition("/")[0])
         if not isinstance(mod, nn.Conv2d):
             raise KeyError(f"no convolution for the prefix node {node}")
         parametrize.register_parametrization(mod, "weight", _WideWeight(r.ratio, r.input_code))
+        if r.output_step is not None or r.reads is not None:
+            # before any rounding of its output (levels, or the int8 tensor after the prefix)
+            mod.register_forward_hook(_fused_bias_hook(r, shifts), prepend=True)
+    for tensor, (lo, hi, bits) in plan.items():
+        mod = by_scope.get(tensor.rpartition("/")[0])
+        if mod is None:
+            raise KeyError(f"no module for the prefix tensor {tensor}")
+        factor, step, zero_point = exact_float.grid(lo, hi, bits)
+        mod.register_forward_hook(_levels_hook(step / factor, zero_point, 2**bits))
 
 
 def _levels_hook(step: float, zero_point: int, levels: int) -> Callable:
@@ -512,6 +521,39 @@ def _levels_hook(step: float, zero_point: int, levels: int) -> Callable:
         return fake_quant(out, step, zero_point, levels)
 
     return hook
+
+
+def _fused_bias_hook(r: exact_float.Rounding, shifts: dict[str, torch.Tensor]) -> Callable:
+    """The convolution's bias as ``exact_float.rewrite`` leaves it, in the unscaled network:
+    less the ``compensation`` of its input link's shift; writing a link, its share of the
+    input's zero point kept exactly and the rest rounded to the output step, the shift
+    recorded for the readers. Constants to training (straight through)."""
+    step = float(r.output_step or 0.0) / r.out_factor
+    input_step = r.input_step / r.in_factor
+
+    def hook(mod: nn.Module, _inp: tuple, out: torch.Tensor) -> torch.Tensor:
+        w = mod.weight.detach()
+        b0 = mod.bias.detach() if mod.bias is not None else torch.zeros(len(w), device=w.device)
+        b = b0
+        if r.reads in shifts:
+            raw = mod.parametrizations.weight.original.detach()
+            b = b - _compensation(raw.double(), shifts[r.reads]).to(b)
+        if r.writes is not None:
+            d = r.input_zero_point * input_step * w.sum(dim=tuple(range(1, w.ndim)))
+            on_step = d + torch.round((b - d) / step) * step
+            shifts[r.writes] = (on_step - b).double()
+            b = on_step
+        return out + (b - b0).view(1, -1, *[1] * (out.ndim - 2))
+
+    return hook
+
+
+def _compensation(w: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """``exact_float.compensation`` for tensors."""
+    per_input = w.reshape(*w.shape[:2], -1).sum(2)
+    groups = len(shift) // w.shape[1]
+    group_of = torch.arange(len(w), device=w.device) // (len(w) // groups)
+    return (per_input * shift.reshape(groups, -1)[group_of]).sum(1)
 
 
 def _classifier(serving: nn.Module) -> nn.Module:

@@ -26,9 +26,9 @@ the offset off again, exactly (powers of two), and clips the codes, offset by th
 to ``0..2**bits``: ONNX Runtime fuses it into the convolution as its activation and the tensor
 never leaves the blocked layout. The readers' weights absorb the step (a power of two) and
 their biases the zero point's offset. The ``HardSigmoid`` clip is also the ReLU6's: the grid
-puts 6 on code ``2**bits``. Measured on the ImageNet file: bit-identical on the sample photos
-and frames, and the same time as the plain float prefix within a few per cent
-(``notes/int8_on_every_cpu.md``). Two forms that do not work: a QuantizeLinear/
+puts 6 on code ``2**bits``. Measured on ImageNet files so made: bit-identical on the sample
+photos and frames (VNNI, ARM64), at 1.05-1.07x the time of the shipped file, whose prefix is
+plain float (``notes/int8_on_every_cpu.md``). Two forms that do not work: a QuantizeLinear/
 DequantizeLinear pair, which ONNX Runtime fuses with the convolution into an int8 kernel that
 quantizes the float weights itself (0 of 120 images identical); and ``Mul -> Round -> Clip ->
 Mul``, exact but 1.9x the file's time (element-wise ops have no NCHWc kernels, so each link

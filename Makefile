@@ -135,7 +135,7 @@ test-avx2: dev-venv model-build-venv fashion-data
 	$(DEV_VENV)/bin/python -m model_build.cpuid_mask --or-skip $(DEV_VENV)/bin/python -m pytest \
 	  -p no:faulthandler tests/functions/inference -m "slow or not slow" -k "not avx2_only" $(PYTEST_ARGS)
 	$(MB_VENV)/bin/python -m model_build.cpuid_mask --or-skip $(MB_VENV)/bin/python -m pytest \
-	  -p no:faulthandler tests/model_build/test_qsim.py $(PYTEST_ARGS)
+	  -p no:faulthandler tests/model_build/test_qsim.py tests/model_build/test_exact_float.py $(PYTEST_ARGS)
 
 test-unit: dev-venv
 	$(DEV_VENV)/bin/python -m pytest tests/functions tests/web -m "not e2e" $(PYTEST_ARGS)

@@ -133,6 +133,34 @@ def test_compensation_is_what_a_shifted_input_adds_away_from_the_borders() -> No
         np.testing.assert_allclose(moved[0, :, 1, 1], exact_float.compensation(w, shift))
 
 
+@pytest.mark.parametrize("pads", [0, 1])
+def test_a_signed_link_is_refused_where_padding_would_read_its_offset(pads: int) -> None:
+    """A link with a zero point reaches its readers as codes offset by it, so zero padding
+    would read -zero_point steps: refused, not silently wrong; without padding it is fine."""
+    rng = np.random.default_rng(0)
+    weights = [
+        onnx.numpy_helper.from_array(rng.normal(size=(4, 3, 3, 3)).astype(np.float32), "wa"),
+        onnx.numpy_helper.from_array(rng.normal(size=(4, 4, 3, 3)).astype(np.float32), "wb"),
+    ]
+    graph = onnx.helper.make_graph(
+        [
+            onnx.helper.make_node("Conv", ["x", "wa"], ["t"], pads=[1] * 4, name="a"),
+            onnx.helper.make_node("Conv", ["t", "wb"], ["y"], pads=[pads] * 4, name="b"),
+        ],
+        "g",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 8, 8])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
+        weights,
+    )
+    model = onnx.helper.make_model(graph)
+    plan = {"t": (-4.0, 4.0, 8)}  # zero point 128
+    if pads:
+        with pytest.raises(ValueError, match="padding"):
+            exact_float.rewrite(model, plan)
+    else:
+        assert exact_float.rewrite(model, plan) == 2
+
+
 @pytest.fixture(scope="module")
 def photos() -> tuple[np.ndarray, np.ndarray]:
     """Real photos as serving prepares them: 6 to plan on, the others to check."""

@@ -400,6 +400,8 @@ def attach(
     ``rescaled``: with ``dyadic``, the tensors the pass rescales (``dyadic.rescalable``): their
     scales stay free and their writers' and readers' weights round as the pass rounds them;
     ``lifted``: ReLU6 outputs clipped at ``LIFTED_MAX`` instead (``lift``).
+    With ``dyadic`` the stem's input is padded with whole grey levels, as the file's is
+    (``dyadic.whole_grey_padding``; an int8 stem's input quantizer rounds them anyway).
     Returns the activation tensors that were placed; every key of ``params`` and every float
     node must be found, or the simulation would silently differ from the file (``KeyError``).
     """
@@ -407,6 +409,8 @@ def attach(
     seven = set(narrowed)
     bounds = tensor_bounds(params, params, narrowed, dyadic, floors, rescaled, lifted)
     lift(serving, lifted)
+    for pad in (m for m in serving.modules() if isinstance(m, MeanPad) and dyadic):
+        pad.mean255.round_()
     if seven - set(params):
         raise KeyError(f"narrowed tensors without parameters: {sorted(seven - set(params))}")
 
@@ -494,11 +498,9 @@ def attach_exact_prefix(
     planned link quantized to its codes ``0..2**bits`` over its range (the file's rescaled
     power-of-two step is that step times the factor its readers divide out again), each
     convolution in ``rounded`` (``exact_float.roundings``) with its wide weights and, writing a
-    link, its bias on the link's step (``exact_float.fused``), the stem's padding whole grey
-    levels (``dyadic.whole_grey_padding``). Call after ``attach``."""
+    link, its bias on the link's step (``exact_float.fused``). Call after ``attach`` (with
+    ``dyadic``)."""
     by_scope = {onnx_scope(name): mod for name, mod in serving.named_modules() if name}
-    for pad in (m for m in serving.modules() if isinstance(m, MeanPad)):
-        pad.mean255.round_()
     shifts: dict[str, torch.Tensor] = {}  # per forward pass: each link writer's bias shift
     for node, r in rounded.items():
         mod = by_scope.get(node.rpartition("/")[0])

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from onnx import numpy_helper
 from torch import nn
 
-from model_build import qsim
+from model_build import card, qsim
 from model_build.backbones import BACKBONES, get_backbone
 from model_build.contract import ModelMeta
 from model_build.data import Split, limit_per_class, open_dataset, prepare_split
@@ -179,11 +179,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
 
 
-def report_path(out: Path) -> Path:
-    """``<stem>.finetune.json`` beside the file ``out`` (stem: its name up to the first dot)."""
-    return out.with_name(out.name.split(".", 1)[0] + REPORT_SUFFIX)
-
-
 def report(
     args: argparse.Namespace,
     source: dict[str, str],
@@ -244,10 +239,10 @@ def run(args: argparse.Namespace) -> int:
     marks = {p.key: p.value for p in onnx.load(str(args.out)).metadata_props}
     source = {"version": props["version"], "sha": props.get("sha", "")}
     summary = report(args, source, marks, scheme, len(images), time.time() - started)
-    report_path(args.out).write_text(json.dumps(summary, indent=1) + "\n")
+    card.sibling(args.out, REPORT_SUFFIX).write_text(json.dumps(summary, indent=1) + "\n")
     print(
         f"{args.out}: {meta.name} {meta.version}, sha {marks['sha']}, {len(scheme['rescaled'])} "
         f"activations rescaled, {len(narrowed)} dense inputs at 7 bits; "
-        f"{report_path(args.out).name} beside it"
+        f"{card.sibling(args.out, REPORT_SUFFIX).name} beside it"
     )
     return 0

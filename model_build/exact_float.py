@@ -42,6 +42,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 import onnx
@@ -49,6 +50,12 @@ import onnxruntime as ort
 from onnx import helper, numpy_helper
 
 from model_build.quantize import mean_kl
+
+if TYPE_CHECKING:
+    import torch
+
+#: What ``compensation`` computes on: the file's arrays or the simulation's tensors.
+Array = TypeVar("Array", np.ndarray, "torch.Tensor")
 
 #: Bits of a float32 significand a sum of products may use; the rest is left to the bias.
 SUM_BITS = 23
@@ -260,13 +267,14 @@ def fused(w: np.ndarray, b: np.ndarray, r: Rounding) -> tuple[np.ndarray, np.nda
     return w.astype(np.float32), b.astype(np.float32), shift
 
 
-def compensation(w: np.ndarray, shift: np.ndarray) -> np.ndarray:
+def compensation(w: Array, shift: Array) -> Array:
     """Per output channel of a convolution with weights ``w`` (any groups), what inputs all
     moved by ``shift`` (one value per input channel) add to its sum: what a writer's bias
     rounded onto its step adds, on average, to its readers, taken off their biases (not at
     padded borders). Rounding a bias is no random error: left in, a channel's values all
     lean one way (ImageNet 1.1.0 made exact, no training: mean KL to PyTorch on the check
-    images 0.047, 0.038 with it taken off)."""
+    images 0.047, 0.038 with it taken off). Numpy arrays here, torch tensors in ``qsim``'s
+    simulation of it."""
     per_input = w.reshape(*w.shape[:2], -1).sum(2)  # (out, in per group)
     groups = len(shift) // w.shape[1]
     group_of = np.arange(len(w)) // (len(w) // groups)

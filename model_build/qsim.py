@@ -539,7 +539,7 @@ def _fused_bias_hook(r: exact_float.Rounding, shifts: dict[str, torch.Tensor]) -
         b = b0
         if r.reads in shifts:
             raw = mod.parametrizations.weight.original.detach()
-            b = b - _compensation(raw.double(), shifts[r.reads]).to(b)
+            b = b - exact_float.compensation(raw.double(), shifts[r.reads]).to(b)
         if r.writes is not None:
             d = r.input_zero_point * input_step * w.sum(dim=tuple(range(1, w.ndim)))
             on_step = d + torch.round((b - d) / step) * step
@@ -548,14 +548,6 @@ def _fused_bias_hook(r: exact_float.Rounding, shifts: dict[str, torch.Tensor]) -
         return out + (b - b0).view(1, -1, *[1] * (out.ndim - 2))
 
     return hook
-
-
-def _compensation(w: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    """``exact_float.compensation`` for tensors."""
-    per_input = w.reshape(*w.shape[:2], -1).sum(2)
-    groups = len(shift) // w.shape[1]
-    group_of = torch.arange(len(w), device=w.device) // (len(w) // groups)
-    return (per_input * shift.reshape(groups, -1)[group_of]).sum(1)
 
 
 def _classifier(serving: nn.Module) -> nn.Module:
